@@ -1,0 +1,179 @@
+"""`python -m rec_models`: the pipeline for people without Airflow, and the local stack commands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from datetime import datetime, timedelta, timezone
+
+from rec_models.config import PipelineConfig
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("pgserver", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _parse_end(value: str | None) -> datetime:
+    from rec_models.data.synthetic import default_end
+
+    if not value:
+        return default_end()
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _params(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise SystemExit(f"--param expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key] = value
+    return out
+
+
+def cmd_migrate(args) -> None:
+    from rec_models.db import resolve_database_url
+    from rec_models.db.migrate import apply_migrations
+
+    applied = apply_migrations(resolve_database_url())
+    print(f"applied: {', '.join(applied)}" if applied else "schema up to date")
+
+
+def cmd_seed_demo(args) -> None:
+    from rec_models.data.seed import seed_world
+    from rec_models.data.synthetic import WorldSpec, generate_world
+    from rec_models.db import connect, resolve_database_url
+    from rec_models.db.migrate import apply_migrations
+
+    url = resolve_database_url()
+    apply_migrations(url)
+    spec = WorldSpec(n_users=args.users, n_videos=args.videos, n_views=args.views,
+                     n_domain_visits=args.domain_visits, seed=args.seed)
+    world = generate_world(spec, _parse_end(args.end))
+    with connect(url) as conn:
+        loaded = seed_world(conn, world, replace_foreign=args.replace)
+    print("seeded the demo world" if loaded else "demo world already seeded (same spec and end): nothing to do")
+
+
+def _context(args):
+    from rec_models.db import resolve_database_url
+    from rec_models.pipeline import RunContext
+
+    end = _parse_end(args.end)
+    return RunContext(database_url=resolve_database_url(), interval_end=end, interval_start=end - timedelta(days=1),
+                      dag_run_id=f"cli__{end.isoformat()}", config=PipelineConfig.from_params(_params(args.param)))
+
+
+def cmd_run(args) -> None:
+    """The whole nightly run in this process, in DAG order."""
+    from rec_models import pipeline
+
+    ctx = _context(args)
+    pipeline.migrate(ctx)
+    pipeline.validate(ctx)
+    pipeline.extract(ctx)
+    pipeline.train(ctx, pipeline.FALLBACKS)
+    pipeline.train(ctx, "mf")
+    evaluation = pipeline.evaluate(ctx, "mf")
+    pipeline.score(ctx, "mf", evaluation)
+    print(pipeline.publish(ctx, "mf", evaluation))
+    pipeline.summarize(ctx)
+
+
+def cmd_report(args) -> None:
+    from rec_models.db import connect, resolve_database_url
+    from rec_models.report import demo_report
+
+    with connect(resolve_database_url()) as conn:
+        print(demo_report(conn))
+
+
+def cmd_demo(args) -> None:
+    """migrate, seed, run the DAG once with `airflow dags test`, print the report."""
+    from rec_models import devstack
+
+    cmd_seed_demo(args)
+    end = _parse_end(args.end)
+    env = devstack.airflow_env()
+    print("preparing the Airflow metadata database ...", flush=True)
+    devstack.migrate_metadata(env)
+    logical_date = (end - timedelta(days=1)).isoformat()
+    print(f"running DAG nightly_recommendations for the interval ending {end.isoformat()} ...", flush=True)
+    log_file = devstack.AIRFLOW_HOME / "demo-dags-test.log"
+    with open(log_file, "w") as log:
+        result = devstack.airflow(["dags", "test", "nightly_recommendations", logical_date], env,
+                                  stdout=log, stderr= __import__("subprocess").STDOUT)
+    if result.returncode != 0:
+        print(open(log_file).read()[-6000:])
+        raise SystemExit(f"the DAG run failed (exit {result.returncode}); full log: {log_file}")
+    print(f"DAG run finished; task logs: {log_file}")
+    cmd_report(args)
+
+
+def cmd_airflow(args) -> None:
+    from rec_models import devstack
+
+    devstack.start_airflow()
+
+
+def cmd_stop(args) -> None:
+    from rec_models import devstack
+    from rec_models.db.embedded import stop_embedded_server
+
+    devstack.stop_airflow()
+    if not os.environ.get("DATABASE_URL") and stop_embedded_server():
+        print("stopped the embedded PostgreSQL")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m rec_models", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("migrate", help="apply the SQL migrations").set_defaults(func=cmd_migrate)
+
+    def world_args(p):
+        p.add_argument("--users", type=int, default=3000)
+        p.add_argument("--videos", type=int, default=600)
+        p.add_argument("--views", type=int, default=60_000)
+        p.add_argument("--domain-visits", type=int, default=90_000)
+        p.add_argument("--seed", type=int, default=7)
+        p.add_argument("--end", help="data interval end (ISO 8601, UTC if no zone); default: the latest 02:00 UTC")
+        p.add_argument("--replace", action="store_true", help="overwrite source tables not written by the seeder")
+
+    seed = sub.add_parser("seed-demo", help="write the synthetic video service into the source tables")
+    world_args(seed)
+    seed.set_defaults(func=cmd_seed_demo)
+
+    run = sub.add_parser("run", help="run the whole nightly pipeline in this process (no Airflow)")
+    run.add_argument("--end", help="data interval end; default: the latest 02:00 UTC")
+    run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="pipeline param, repeatable")
+    run.set_defaults(func=cmd_run)
+
+    sub.add_parser("report", help="print what the published run contains").set_defaults(func=cmd_report)
+
+    demo = sub.add_parser("demo", help="seed, run the DAG once with airflow dags test, print the report")
+    world_args(demo)
+    demo.set_defaults(func=cmd_demo)
+
+    sub.add_parser("airflow", help="start the Airflow UI and scheduler").set_defaults(func=cmd_airflow)
+    sub.add_parser("stop", help="stop Airflow and the embedded PostgreSQL").set_defaults(func=cmd_stop)
+
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        args.func(args)
+    except (ValueError, RuntimeError) as exc:
+        logging.getLogger("rec_models").debug("failed", exc_info=True)
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Source data: synthetic world, seeding, validation, snapshot extract and the shared Dataset."""

@@ -1,0 +1,213 @@
+"""A seeded synthetic video service with planted structure, so tests can check what models recover.
+
+Topics drive everything: domains and videos belong to topics (plus a few domains everybody visits),
+titles and tags come from topic vocabularies, users have topic preferences that drive both the
+domains they visit and the videos they watch, popularity is long-tailed, and some users have
+domains but no views. Fully vectorised, so the same code seeds the 20M-view scale world.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+
+TOPIC_WORDS: dict[str, list[str]] = {
+    "cooking": ["recipe", "pasta", "bake", "kitchen", "chef", "spicy", "dessert", "grill", "vegan", "soup"],
+    "football": ["goal", "league", "match", "striker", "derby", "keeper", "transfer", "penalty", "coach", "cup"],
+    "gaming": ["speedrun", "boss", "quest", "console", "pixel", "raid", "loot", "esports", "indie", "retro"],
+    "music": ["guitar", "album", "concert", "remix", "vinyl", "jazz", "chorus", "drummer", "lyrics", "synth"],
+    "science": ["quantum", "galaxy", "molecule", "fossil", "rocket", "genome", "physics", "telescope", "climate", "neuron"],
+    "travel": ["island", "backpack", "hostel", "roadtrip", "mountain", "beach", "passport", "safari", "cruise", "village"],
+    "finance": ["stocks", "budget", "crypto", "invest", "savings", "dividend", "mortgage", "index", "inflation", "tax"],
+    "fitness": ["workout", "yoga", "squat", "cardio", "protein", "marathon", "stretch", "gym", "pilates", "hiit"],
+    "tech": ["laptop", "smartphone", "unboxing", "linux", "gadget", "chip", "benchmark", "keyboard", "drone", "camera"],
+    "cars": ["engine", "drift", "sedan", "electric", "rally", "garage", "turbo", "classic", "tyres", "supercar"],
+    "fashion": ["outfit", "runway", "sneakers", "vintage", "denim", "makeup", "jacket", "stylist", "lookbook", "thrift"],
+    "movies": ["trailer", "director", "sequel", "review", "oscar", "horror", "cinema", "scene", "actor", "premiere"],
+}
+GLOBAL_DOMAINS = ["google.com", "youtube.com", "wikipedia.org", "mail.example.com", "news.example.org"]
+_TLDS = ["com", "net", "org", "io", "tv"]
+_FILLER = ["the", "best", "ultimate", "guide", "top", "daily", "live", "how", "to", "new"]
+SERVICE_START = datetime(2015, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    n_users: int = 3000
+    n_videos: int = 600
+    n_views: int = 60_000
+    n_domain_visits: int = 90_000
+    n_topics: int = 8
+    domains_per_topic: int = 12
+    days: int = 28
+    # Users who visit domains but never watched anything: the warm-start population.
+    domain_only_share: float = 0.1
+    # Share of views and visits that ignore the user's topics (noise).
+    noise_share: float = 0.1
+    seed: int = 7
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n_topics <= len(TOPIC_WORDS):
+            raise ValueError(f"n_topics must be between 1 and {len(TOPIC_WORDS)}")
+        for name in ("n_users", "n_videos", "n_views", "n_domain_visits", "days", "domains_per_topic"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.n_videos < self.n_topics:
+            raise ValueError("n_videos must be >= n_topics")
+
+
+@dataclass
+class World:
+    """Source rows (as column arrays) plus the planted truth."""
+
+    spec: WorldSpec
+    end: datetime
+    topic_names: list[str]
+    # videos
+    video_id: np.ndarray
+    video_topic: np.ndarray
+    title: list[str]
+    description: list[str]
+    tags: list[list[str]]
+    published_at: np.ndarray  # epoch seconds
+    is_active: np.ndarray
+    # views
+    view_user: np.ndarray
+    view_video: np.ndarray
+    viewed_at: np.ndarray  # epoch seconds
+    watch_seconds: np.ndarray
+    # domain visits
+    domain_names: list[str]
+    domain_topic: np.ndarray  # -1 for global domains
+    visit_user: np.ndarray
+    visit_domain: np.ndarray  # index into domain_names
+    visit_date: np.ndarray  # days since epoch
+    visits: np.ndarray
+    # truth
+    user_id: np.ndarray
+    user_topic_pref: np.ndarray  # (n_users, n_topics)
+    domain_only_user: np.ndarray  # bool per user
+
+
+def generate_world(spec: WorldSpec, end: datetime) -> World:
+    """Generate the world whose data ends just before ``end`` (views and visits in the prior ``days``)."""
+    if end.tzinfo is None:
+        raise ValueError("end must be timezone-aware")
+    rng = np.random.default_rng(spec.seed)
+    topics = list(TOPIC_WORDS)[: spec.n_topics]
+    T = spec.n_topics
+
+    # Users: concentrated topic preferences (1-2 topics dominate).
+    pref = rng.dirichlet(np.full(T, 0.3), size=spec.n_users)
+    user_id = np.arange(1, spec.n_users + 1, dtype=np.int64) * 10 + 3  # ids are not 0..n-1 on purpose
+    domain_only = rng.random(spec.n_users) < spec.domain_only_share
+
+    # Videos: topic, long-tailed popularity, content from the topic's vocabulary.
+    video_topic = np.concatenate([np.arange(T), rng.integers(0, T, spec.n_videos - T)])
+    rng.shuffle(video_topic)
+    popularity = rng.permutation(spec.n_videos).astype(np.float64)
+    popularity = (popularity + 1.0) ** -0.9  # Zipf-like weights, order unrelated to topic
+    video_id = np.arange(1, spec.n_videos + 1, dtype=np.int64) * 7 + 100
+    title, description, tags = _video_texts(rng, topics, video_topic)
+    end_s = int(end.timestamp())
+    published_at = end_s - rng.integers(spec.days * 86400, 3 * spec.days * 86400, spec.n_videos)
+    is_active = rng.random(spec.n_videos) > 0.03
+
+    # Views: user by activity (heavy tail), topic by preference, video by popularity within topic.
+    activity = rng.lognormal(0.0, 1.0, spec.n_users) * ~domain_only
+    view_u = _sample(rng, activity, spec.n_views)
+    view_t = _sample_rows(rng, pref[view_u])
+    view_v = _sample_within_groups(rng, video_topic, popularity, view_t, T)
+    noise = rng.random(spec.n_views) < spec.noise_share
+    view_v[noise] = _sample(rng, popularity, int(noise.sum()))
+    viewed_at = end_s - rng.integers(1, spec.days * 86400, spec.n_views)
+    watch = np.minimum(rng.lognormal(5.0, 1.0, spec.n_views), 4 * 3600).astype(np.int32) + 1
+
+    # Domains: per topic plus global ones; visits follow the same preferences as views.
+    domain_names, domain_topic = _domains(rng, topics, spec.domains_per_topic)
+    visit_activity = rng.lognormal(0.0, 0.7, spec.n_users)
+    n_raw = int(spec.n_domain_visits * 1.3)  # oversample: duplicates of (user, domain, day) merge below
+    vis_u = _sample(rng, visit_activity, n_raw)
+    vis_t = _sample_rows(rng, pref[vis_u])
+    topical = np.flatnonzero(domain_topic >= 0)
+    domain_weight = np.where(domain_topic >= 0, rng.lognormal(0, 0.5, len(domain_names)), 0.0)
+    vis_d = topical[_sample_within_groups(rng, domain_topic[topical], domain_weight[topical], vis_t, T)]
+    to_global = rng.random(n_raw) < 0.2 + spec.noise_share
+    global_idx = np.flatnonzero(domain_topic < 0)
+    vis_d[to_global] = rng.choice(global_idx, int(to_global.sum()))
+    end_day = end_s // 86400
+    vis_day = end_day - rng.integers(1, spec.days + 1, n_raw)
+    key = (vis_u.astype(np.int64) * len(domain_names) + vis_d) * 100_000 + vis_day
+    _, first = np.unique(key, return_index=True)
+    first = np.sort(first)[: spec.n_domain_visits]
+    visits = 1 + rng.poisson(2.0, len(first)).astype(np.int32)
+
+    return World(
+        spec=spec, end=end, topic_names=topics,
+        video_id=video_id, video_topic=video_topic, title=title, description=description, tags=tags,
+        published_at=published_at, is_active=is_active,
+        view_user=user_id[view_u], view_video=video_id[view_v], viewed_at=viewed_at, watch_seconds=watch,
+        domain_names=domain_names, domain_topic=domain_topic,
+        visit_user=user_id[vis_u[first]], visit_domain=vis_d[first], visit_date=vis_day[first], visits=visits,
+        user_id=user_id, user_topic_pref=pref, domain_only_user=domain_only,
+    )
+
+
+def _sample(rng: np.random.Generator, weights: np.ndarray, n: int) -> np.ndarray:
+    """n indices drawn with probability proportional to weights (inverse CDF, vectorised)."""
+    cdf = np.cumsum(weights, dtype=np.float64)
+    return np.minimum(np.searchsorted(cdf, rng.random(n) * cdf[-1], side="right"), len(weights) - 1)
+
+
+def _sample_rows(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
+    """One column index per row of a row-stochastic matrix."""
+    cdf = np.cumsum(probs, axis=1)
+    u = rng.random((probs.shape[0], 1)) * cdf[:, -1:]
+    return np.minimum((cdf < u).sum(axis=1), probs.shape[1] - 1)
+
+
+def _sample_within_groups(rng, group_of: np.ndarray, weights: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """For each requested group, an index (into group_of) drawn by weight among that group's members."""
+    out = np.empty(len(groups), dtype=np.int64)
+    for g in range(n_groups):
+        members = np.flatnonzero(group_of == g)
+        want = np.flatnonzero(groups == g)
+        if len(want):
+            out[want] = members[_sample(rng, weights[members], len(want))]
+    return out
+
+
+def _video_texts(rng, topics, video_topic):
+    titles, descriptions, tags = [], [], []
+    for i, t in enumerate(video_topic):
+        words = TOPIC_WORDS[topics[t]]
+        picks = rng.choice(len(words), 3, replace=False)
+        filler = _FILLER[rng.integers(len(_FILLER))]
+        titles.append(f"{filler.title()} {words[picks[0]]} {words[picks[1]]} #{i + 1}")
+        descriptions.append(f"A {topics[t]} video about {words[picks[0]]} and {words[picks[2]]}.")
+        tags.append([topics[t], words[picks[1]], words[picks[2]]])
+    return titles, descriptions, tags
+
+
+def _domains(rng, topics, per_topic):
+    names, topic_of = list(GLOBAL_DOMAINS), [-1] * len(GLOBAL_DOMAINS)
+    for t, topic in enumerate(topics):
+        words = TOPIC_WORDS[topic]
+        for k in range(per_topic):
+            names.append(f"{words[k % len(words)]}-{topic}{k // len(words) or ''}.{_TLDS[k % len(_TLDS)]}")
+            topic_of.append(t)
+    return names, np.array(topic_of)
+
+
+def day_start_utc(moment: datetime | None = None) -> datetime:
+    moment = moment or datetime.now(timezone.utc)
+    return moment.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def default_end(now: datetime | None = None) -> datetime:
+    """The latest 02:00 UTC that has passed: the data interval end of the newest nightly run."""
+    now = now or datetime.now(timezone.utc)
+    end = day_start_utc(now) + timedelta(hours=2)
+    return end if end <= now else end - timedelta(days=1)

@@ -1,0 +1,111 @@
+"""The validate task: quarantine bad source rows of the run's window with a reason, count them, and
+stop the run before training when a source is empty or too much of it is bad."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import psycopg
+from psycopg import sql
+
+from rec_models.data.rules import SourceCheck, rule_params, videos_check, views_check, visits_check
+
+log = logging.getLogger(__name__)
+
+# The final relation name of each check's CTE chain.
+_CHECKED = {"videos": "checked", "video_views": "checked_views", "user_domain_visits": "checked_visits"}
+_EXAMPLES = 3
+
+
+class SourceDataError(RuntimeError):
+    """The sources cannot feed a trustworthy run (empty, or too many bad rows)."""
+
+
+@dataclass
+class SourceReport:
+    table: str
+    rows: int = 0
+    rejected: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rejected_share(self) -> float:
+        return self.rejected / self.rows if self.rows else 0.0
+
+
+def source_checks() -> list[SourceCheck]:
+    return [videos_check(), views_check(), visits_check()]
+
+
+def validate_sources(
+    conn: psycopg.Connection,
+    run_key: str,
+    end: datetime,
+    window_start: datetime,
+    service_start: datetime,
+    max_rejected_share: float,
+) -> dict[str, SourceReport]:
+    """Quarantine this run's bad rows (replacing an earlier attempt's) and judge the sources.
+
+    The quarantine is committed even when the run is then stopped, so operators can see why.
+    """
+    params = rule_params(end, window_start, service_start)
+    reports: dict[str, SourceReport] = {}
+    with conn.transaction():
+        conn.execute("DELETE FROM rec.rejected_rows WHERE run_key = %s", (run_key,))
+        for check in source_checks():
+            reports[check.table] = _quarantine(conn, check, run_key, params)
+    for report in reports.values():
+        log.info(
+            "%s: %d rows in window, %d rejected (%.2f%%) %s",
+            report.table, report.rows, report.rejected, 100 * report.rejected_share, report.by_reason,
+        )
+    _judge(conn, run_key, reports, max_rejected_share)
+    return reports
+
+
+def _quarantine(conn: psycopg.Connection, check: SourceCheck, run_key: str, params: dict) -> SourceReport:
+    checked = sql.Identifier(_CHECKED[check.table])
+    row_columns = sql.SQL("to_jsonb(c) - 'reason' - 'copy_number' - 'domains_that_day'")
+    conn.execute(
+        sql.SQL(
+            "{} INSERT INTO rec.rejected_rows (run_key, source_table, reason, row_data) "
+            "SELECT %(run_key)s, %(table)s, c.reason, {} FROM {} c WHERE c.reason IS NOT NULL"
+        ).format(check.query, row_columns, checked),
+        {**params, "run_key": run_key, "table": check.table},
+    )
+    total = conn.execute(sql.SQL("{} SELECT count(*) FROM {}").format(check.query, checked), params).fetchone()[0]
+    by_reason = dict(
+        conn.execute(
+            "SELECT reason, count(*) FROM rec.rejected_rows WHERE run_key = %s AND source_table = %s "
+            "GROUP BY reason ORDER BY count(*) DESC",
+            (run_key, check.table),
+        ).fetchall()
+    )
+    return SourceReport(check.table, rows=total, rejected=sum(by_reason.values()), by_reason=by_reason)
+
+
+def _judge(conn: psycopg.Connection, run_key: str, reports: dict[str, SourceReport], max_share: float) -> None:
+    views = reports["video_views"]
+    if views.rows - views.rejected <= 0:
+        raise SourceDataError(
+            f"video_views has no valid rows before the data interval end ({views.rows} rows in the window, "
+            f"{views.rejected} rejected): refusing to train and publish an empty result"
+        )
+    for report in reports.values():
+        if report.rejected_share > max_share:
+            worst = max(report.by_reason, key=report.by_reason.get)
+            examples = conn.execute(
+                "SELECT row_data::text FROM rec.rejected_rows WHERE run_key = %s AND source_table = %s AND reason = %s "
+                "ORDER BY rejected_id LIMIT %s",
+                (run_key, report.table, worst, _EXAMPLES),
+            ).fetchall()
+            raise SourceDataError(
+                f"{report.table}: {report.rejected} of {report.rows} rows rejected "
+                f"({100 * report.rejected_share:.1f}% > {100 * max_share:.1f}% allowed); "
+                f"most common reason '{worst}' ({report.by_reason[worst]} rows), e.g. "
+                + "; ".join(e[0] for e in examples)
+                + ". Quarantined rows are in rec.rejected_rows; the published output is unchanged."
+            )

@@ -1,0 +1,43 @@
+"""Which database to use and how to open a connection to it."""
+
+from __future__ import annotations
+
+import os
+
+import psycopg
+from psycopg import sql
+
+from rec_models.db.embedded import ensure_embedded_server, socket_url
+
+DEFAULT_DATABASE = "recs"
+
+
+def resolve_database_url(database: str | None = None) -> str:
+    """``DATABASE_URL`` when set; otherwise the embedded server's database (created if missing)."""
+    if os.environ.get("DATABASE_URL"):
+        return os.environ["DATABASE_URL"]
+    socket_dir = ensure_embedded_server()
+    name = database or os.environ.get("RECS_DATABASE", DEFAULT_DATABASE)
+    ensure_database(socket_url(socket_dir, "postgres"), name)
+    return socket_url(socket_dir, name)
+
+
+def ensure_database(admin_url: str, name: str) -> None:
+    """Create database ``name`` if it does not exist (CREATE DATABASE cannot run in a transaction)."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def connect(database_url: str, **kwargs) -> psycopg.Connection:
+    """A psycopg 3 connection with an application name operators can find in pg_stat_activity."""
+    kwargs.setdefault("application_name", "rec_models")
+    return psycopg.connect(database_url, **kwargs)
+
+
+def redact(database_url: str) -> str:
+    """The URL with any password removed, for logs."""
+    info = psycopg.conninfo.conninfo_to_dict(database_url)
+    info.pop("password", None)
+    return psycopg.conninfo.make_conninfo(**info)

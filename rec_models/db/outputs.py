@@ -1,0 +1,66 @@
+"""The output tables' column contracts and the audits every staged result must pass before publish."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg import sql
+
+
+@dataclass(frozen=True)
+class OutputTable:
+    name: str  # table in schema rec, partitioned by model_run_id
+    columns: tuple[str, ...]  # in COPY order, model_run_id first
+    pg_types: tuple[str, ...]
+    primary_key: tuple[str, ...]
+    group_key: str | None  # rows are ranked within this column's groups (None: one global list)
+    item_column: str
+
+
+SIMILAR_VIDEOS = OutputTable(
+    "similar_videos",
+    ("model_run_id", "video_id", "rank", "similar_video_id", "score"),
+    ("int8", "int8", "int2", "int8", "float4"),
+    ("model_run_id", "video_id", "rank"),
+    "video_id",
+    "similar_video_id",
+)
+USER_RECOMMENDATIONS = OutputTable(
+    "user_recommendations",
+    ("model_run_id", "user_id", "rank", "video_id", "score", "segment"),
+    ("int8", "int8", "int2", "int8", "float4", "text"),
+    ("model_run_id", "user_id", "rank"),
+    "user_id",
+    "video_id",
+)
+POPULAR_VIDEOS = OutputTable(
+    "popular_videos",
+    ("model_run_id", "rank", "video_id", "score"),
+    ("int8", "int2", "int8", "float4"),
+    ("model_run_id", "rank"),
+    None,
+    "video_id",
+)
+OUTPUTS = {t.name: t for t in (SIMILAR_VIDEOS, USER_RECOMMENDATIONS, POPULAR_VIDEOS)}
+
+
+def audit_queries(output: OutputTable, staging: sql.Identifier) -> dict[str, sql.Composed]:
+    """Named queries that each return a count of violations (0 = pass)."""
+    # A global list (no group key) is one group: every row has the same model_run_id.
+    group = sql.Identifier(output.group_key or "model_run_id")
+    item = sql.Identifier(output.item_column)
+    checks = {
+        "non-finite score": sql.SQL("SELECT count(*) FROM {t} WHERE score = 'NaN'::real OR score IN ('Infinity', '-Infinity')"),
+        "ranks not contiguous from 1": sql.SQL(
+            "SELECT count(*) FROM (SELECT {g}, min(rank) AS lo, max(rank) AS hi, count(*) AS n FROM {t} GROUP BY {g}) s "
+            "WHERE lo <> 1 OR hi <> n"),
+        "scores increase with rank": sql.SQL(
+            "SELECT count(*) FROM (SELECT score, lag(score) OVER (PARTITION BY {g} ORDER BY rank) AS prev FROM {t}) s "
+            "WHERE score > prev"),
+        "item repeated in a list": sql.SQL(
+            "SELECT count(*) FROM (SELECT {g}, {i} FROM {t} GROUP BY {g}, {i} HAVING count(*) > 1) s"),
+        "wrong model run": sql.SQL("SELECT count(*) FROM {t} WHERE model_run_id <> %(model_run_id)s"),
+    }
+    if output is SIMILAR_VIDEOS:
+        checks["video is its own neighbour"] = sql.SQL("SELECT count(*) FROM {t} WHERE video_id = similar_video_id")
+    return {name: q.format(t=staging, g=group, i=item) for name, q in checks.items()}

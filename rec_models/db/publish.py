@@ -1,0 +1,166 @@
+"""Write-audit-publish: load a run's rows into a staging table with binary COPY, audit them, then
+attach them as the run's partition and point the serving row at it, all in one short transaction.
+
+Readers of the ``rec.*_current`` views see the previous run or the new one, never a mix. The swap
+waits for locks at most ``lock_timeout`` and retries, so a long-running reader cannot stall every
+reader queued behind the swap.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import psycopg
+from psycopg import errors, sql
+
+from rec_models.db.bulk import copy_in_chunks
+from rec_models.db.outputs import OutputTable, audit_queries
+
+log = logging.getLogger(__name__)
+
+
+class AuditError(RuntimeError):
+    """Staged rows broke an output contract: nothing was published."""
+
+
+def _partition_table(output: OutputTable, model_run_id: int) -> str:
+    return f"{output.name}_r{int(model_run_id)}"
+
+
+def partition_name(output: OutputTable, model_run_id: int) -> sql.Identifier:
+    return sql.Identifier("rec", _partition_table(output, model_run_id))
+
+
+def staging_name(output: OutputTable, model_run_id: int) -> sql.Identifier:
+    return sql.Identifier("rec", f"{output.name}_stage_{int(model_run_id)}")
+
+
+def stage_output(
+    conn: psycopg.Connection, output: OutputTable, model_run_id: int, chunks: Iterable[Sequence[np.ndarray | str]]
+) -> int:
+    """(Re)create the staging table, COPY the rows in, then build the key (faster after the load)."""
+    staging = staging_name(output, model_run_id)
+    started = time.perf_counter()
+    with conn.transaction():
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(staging))
+        conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(
+            staging, sql.Identifier("rec", output.name)))
+        rows = copy_in_chunks(conn, staging, output.columns, output.pg_types, chunks)
+        conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(
+            staging, sql.SQL(", ").join(map(sql.Identifier, output.primary_key))))
+        # The same constraint the partition bound implies: ATTACH then skips its validation scan.
+        conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK (model_run_id = {})").format(
+            staging, sql.Identifier(f"{output.name}_stage_{int(model_run_id)}_run"), sql.Literal(int(model_run_id))))
+    conn.execute(sql.SQL("ANALYZE {}").format(staging))
+    conn.commit()
+    log.info("staged %d rows into %s in %.2f s", rows, staging.as_string(conn), time.perf_counter() - started)
+    return rows
+
+
+def audit_output(conn: psycopg.Connection, output: OutputTable, model_run_id: int, expected_groups: int | None = None) -> dict[str, int]:
+    """Run every audit on the staging table; raise AuditError naming each broken rule."""
+    staging = staging_name(output, model_run_id)
+    violations = {
+        name: conn.execute(query, {"model_run_id": model_run_id}).fetchone()[0]
+        for name, query in audit_queries(output, staging).items()
+    }
+    rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(staging)).fetchone()[0]
+    if rows == 0:
+        violations["no rows"] = 1
+    if expected_groups is not None and output.group_key:
+        groups = conn.execute(sql.SQL("SELECT count(DISTINCT {}) FROM {}").format(
+            sql.Identifier(output.group_key), staging)).fetchone()[0]
+        if groups != expected_groups:
+            violations[f"{output.group_key} count {groups} != expected {expected_groups}"] = abs(groups - expected_groups)
+    conn.commit()
+    broken = {k: v for k, v in violations.items() if v}
+    if broken:
+        raise AuditError(f"rec.{output.name} staging for model run {model_run_id} failed audit: {broken}")
+    return violations
+
+
+def swap_in(
+    conn: psycopg.Connection,
+    model_run_id: int,
+    outputs: Sequence[OutputTable],
+    *,
+    serve: bool,
+    lock_timeout_ms: int = 100,
+    max_attempts: int = 100,
+) -> float:
+    """Attach the staged tables as this run's partitions (replacing an earlier attempt of the same run),
+    mark the run published and, if ``serve``, point the outputs' serving rows at it. One transaction.
+
+    Returns the seconds the successful transaction took.
+    """
+    for attempt in range(1, max_attempts + 1):
+        started = time.perf_counter()
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{int(lock_timeout_ms)}ms")))
+                for output in outputs:
+                    _replace_partition(conn, output, model_run_id)
+                conn.execute(
+                    "UPDATE rec.model_runs SET status = 'published', published_at = now(), "
+                    "updated_at = now() WHERE model_run_id = %s", (model_run_id,))
+                if serve:
+                    for output in outputs:
+                        conn.execute(
+                            "INSERT INTO rec.serving (output_name, model_run_id) VALUES (%s, %s) "
+                            "ON CONFLICT (output_name) DO UPDATE SET model_run_id = EXCLUDED.model_run_id, published_at = now()",
+                            (output.name, model_run_id))
+            seconds = time.perf_counter() - started
+            log.info("published model run %d (%s) in %.3f s, attempt %d", model_run_id,
+                     ", ".join(o.name for o in outputs), seconds, attempt)
+            return seconds
+        except errors.LockNotAvailable:
+            # A long reader holds a lock we need: back off instead of queueing every reader behind us.
+            log.warning("publish of run %d waited > %d ms for a lock (attempt %d); retrying", model_run_id, lock_timeout_ms, attempt)
+            time.sleep(min(0.05 * attempt, 1.0))
+    raise TimeoutError(f"could not take the locks to publish model run {model_run_id} after {max_attempts} attempts")
+
+
+def _replace_partition(conn: psycopg.Connection, output: OutputTable, model_run_id: int) -> None:
+    partition = partition_name(output, model_run_id)
+    existing = conn.execute("SELECT to_regclass(%s)", (partition.as_string(conn),)).fetchone()[0]
+    parent = sql.Identifier("rec", output.name)
+    if existing:
+        conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(parent, partition))
+        conn.execute(sql.SQL("DROP TABLE {}").format(partition))
+    conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+        staging_name(output, model_run_id), sql.Identifier(_partition_table(output, model_run_id))))
+    conn.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})").format(
+        parent, partition, sql.Literal(int(model_run_id))))
+
+
+def drop_staging(conn: psycopg.Connection, outputs: Sequence[OutputTable], model_run_id: int) -> None:
+    with conn.transaction():
+        for output in outputs:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(staging_name(output, model_run_id)))
+
+
+def prune_published(conn: psycopg.Connection, outputs: Sequence[OutputTable], model_name: str, keep: int,
+                    lock_timeout_ms: int = 100) -> list[int]:
+    """Drop the partitions of this model's runs beyond the newest ``keep`` published ones (never a served run)."""
+    stale = [r[0] for r in conn.execute(
+        "SELECT model_run_id FROM rec.model_runs m WHERE model_name = %s AND published_at IS NOT NULL "
+        "AND coalesce(status_reason, '') NOT LIKE 'pruned%%' "
+        "AND NOT EXISTS (SELECT 1 FROM rec.serving s WHERE s.model_run_id = m.model_run_id) "
+        "ORDER BY published_at DESC OFFSET %s", (model_name, keep)).fetchall()]
+    conn.commit()
+    dropped = []
+    for run_id in stale:
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{int(lock_timeout_ms)}ms")))
+                for output in outputs:
+                    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(partition_name(output, run_id)))
+                conn.execute("UPDATE rec.model_runs SET status_reason = 'pruned: older than the kept published runs' "
+                             "WHERE model_run_id = %s", (run_id,))
+            dropped.append(run_id)
+        except errors.LockNotAvailable:
+            log.warning("pruning run %d skipped: tables busy; it will be pruned next night", run_id)
+    return dropped

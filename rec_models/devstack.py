@@ -1,0 +1,173 @@
+"""The local stack behind `make demo`, `make airflow` and `make stop`: Airflow settings that point at
+the same PostgreSQL as the pipeline, and the Airflow processes started and stopped by pid."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+
+from rec_models.config import PROJECT_ROOT
+from rec_models.db.connect import ensure_database, resolve_database_url
+
+VAR = PROJECT_ROOT / "var"
+AIRFLOW_HOME = VAR / "airflow"
+PID_DIR = AIRFLOW_HOME / "pids"
+API_HOST, API_PORT = "127.0.0.1", int(os.environ.get("RECS_AIRFLOW_PORT", "8080"))
+PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer")
+
+
+def _with_database(url: str, database: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    info["dbname"] = database
+    return psycopg.conninfo.make_conninfo(**info)
+
+
+def airflow_uri(url: str) -> str:
+    """The recs database as an Airflow Connection URI (a socket directory goes URL-encoded in the host)."""
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    user = quote(info.get("user", "postgres"), safe="")
+    password = f":{quote(info['password'], safe='')}" if info.get("password") else ""
+    host = quote(info.get("host", "localhost"), safe="")
+    port = f":{info['port']}" if info.get("port") else ""
+    return f"postgresql://{user}{password}@{host}{port}/{quote(info.get('dbname', 'recs'), safe='')}"
+
+
+def sqlalchemy_url(url: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    user = quote(info.get("user", "postgres"), safe="")
+    password = f":{quote(info['password'], safe='')}" if info.get("password") else ""
+    host = info.get("host", "localhost")
+    if host.startswith("/"):
+        return f"postgresql+psycopg://{user}{password}@/{info['dbname']}?host={quote(host, safe='/')}"
+    port = f":{info['port']}" if info.get("port") else ""
+    return f"postgresql+psycopg://{user}{password}@{host}{port}/{info['dbname']}"
+
+
+def airflow_env() -> dict[str, str]:
+    """Environment for every airflow command of the local stack."""
+    recs_url = resolve_database_url()
+    env = dict(os.environ)
+    if not env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
+        meta_url = _with_database(recs_url, "airflow")
+        ensure_database(_with_database(recs_url, "postgres"), "airflow")
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = sqlalchemy_url(meta_url)
+    AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
+    secret_file = AIRFLOW_HOME / "jwt_secret"
+    if not secret_file.exists():
+        secret_file.write_text(secrets.token_urlsafe(64))
+        secret_file.chmod(0o600)
+    env.update({
+        "AIRFLOW_HOME": str(AIRFLOW_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__API__HOST": API_HOST,
+        "AIRFLOW__API__PORT": str(API_PORT),
+        "AIRFLOW__API_AUTH__JWT_SECRET": secret_file.read_text().strip(),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        "AIRFLOW_CONN_RECS_DB": airflow_uri(recs_url),
+        "RECS_RUN_ROOT": env.get("RECS_RUN_ROOT", str(VAR / "runs")),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])),
+    })
+    return env
+
+
+def airflow(args: list[str], env: dict[str, str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([str(Path(sys.executable).with_name("airflow")), *args], env=env, **kwargs)
+
+
+def migrate_metadata(env: dict[str, str]) -> None:
+    airflow(["db", "migrate"], env, check=True, stdout=subprocess.DEVNULL)
+
+
+def start_airflow() -> None:
+    env = airflow_env()
+    migrate_metadata(env)
+    PID_DIR.mkdir(parents=True, exist_ok=True)
+    logs = AIRFLOW_HOME / "process-logs"
+    logs.mkdir(exist_ok=True)
+    for name in PROCESSES:
+        pid_file = PID_DIR / f"{name}.pid"
+        if pid_file.exists() and _alive(int(pid_file.read_text())):
+            print(f"{name} already running (pid {pid_file.read_text().strip()})")
+            continue
+        with open(logs / f"{name}.log", "ab") as log:
+            # Own session per process: `make stop` signals the whole group, workers included.
+            proc = subprocess.Popen([str(Path(sys.executable).with_name("airflow")), name], env=env,
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        pid_file.write_text(str(proc.pid))
+    url = f"http://{API_HOST}:{API_PORT}"
+    if not _wait_http(f"{url}/api/v2/version", 180):
+        print(f"the api-server did not answer within 180 s; see {logs}/api-server.log")
+        sys.exit(1)
+    print(f"Airflow UI: {url}  (login: admin / {admin_password()})")
+    print(f"logs: {logs}; stop everything with: make stop")
+
+
+def admin_password() -> str:
+    generated = AIRFLOW_HOME / "simple_auth_manager_passwords.json.generated"
+    if generated.exists():
+        return json.loads(generated.read_text()).get("admin", "?")
+    return "(see the api-server log)"
+
+
+def stop_airflow(timeout: float = 30.0) -> None:
+    if not PID_DIR.exists():
+        return
+    for pid_file in sorted(PID_DIR.glob("*.pid")):
+        pid = int(pid_file.read_text())
+        if _alive(pid):
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + timeout
+            while _group_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.3)
+            if _group_alive(pid):
+                os.killpg(pid, signal.SIGKILL)
+            print(f"stopped {pid_file.stem} (pid {pid})")
+        pid_file.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def _wait_http(url: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return True
+        except urllib.error.HTTPError:
+            return True  # it answered (401 without a token): the server is up
+        except Exception:
+            time.sleep(1)
+    return False

@@ -1,0 +1,70 @@
+"""Ranking metrics under full ranking (every video not seen in training is a candidate).
+
+HR@K, Recall@K (hits / relevant), NDCG@K (binary relevance) averaged over users, and catalogue
+coverage (share of videos appearing in any top-K list).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+
+from rec_models.topn import top_n
+
+
+@dataclass
+class RankingMetrics:
+    k: int
+    users: int
+    hr: float
+    recall: float
+    ndcg: float
+    coverage: float
+    per_user_ndcg: np.ndarray
+    per_user_recall: np.ndarray
+
+    def as_dict(self) -> dict[str, float]:
+        k = self.k
+        return {"users": self.users, f"hr@{k}": self.hr, f"recall@{k}": self.recall, f"ndcg@{k}": self.ndcg,
+                f"coverage@{k}": self.coverage}
+
+
+def evaluate_ranking(
+    user_vectors: np.ndarray,
+    item_vectors: np.ndarray,
+    train: sparse.csr_matrix,
+    test: sparse.csr_matrix,
+    users: np.ndarray,
+    k: int = 10,
+) -> RankingMetrics:
+    """Rank all items for ``users`` (rows of user_vectors align with train/test rows), seen excluded."""
+    test = test.tocsr()
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    ndcg = np.zeros(len(users))
+    recall = np.zeros(len(users))
+    hit = np.zeros(len(users), dtype=bool)
+    recommended = np.zeros(item_vectors.shape[0], dtype=bool)
+    for block in top_n(user_vectors, item_vectors, k, query_rows=users, exclude=train):
+        rel = test[block.queries]
+        n_rel = np.diff(rel.indptr)
+        hits = _hits(rel, block.items) & block.valid
+        at = slice(block.start, block.start + len(block.queries))
+        ndcg[at] = (hits * discounts[: hits.shape[1]]).sum(1) / np.array([discounts[: min(n, k)].sum() for n in n_rel])
+        recall[at] = hits.sum(1) / n_rel
+        hit[at] = hits.any(1)
+        recommended[block.items[block.valid]] = True
+    return RankingMetrics(
+        k=k, users=len(users), hr=float(hit.mean()) if len(users) else 0.0,
+        recall=float(recall.mean()) if len(users) else 0.0, ndcg=float(ndcg.mean()) if len(users) else 0.0,
+        coverage=float(recommended.mean()), per_user_ndcg=ndcg, per_user_recall=recall,
+    )
+
+
+def _hits(relevant: sparse.csr_matrix, items: np.ndarray) -> np.ndarray:
+    """hits[i, j] = items[i, j] is among row i's relevant columns."""
+    rows = np.repeat(np.arange(relevant.shape[0]), np.diff(relevant.indptr))
+    key_rel = rows * relevant.shape[1] + relevant.indices
+    key_top = np.arange(items.shape[0])[:, None] * relevant.shape[1] + items
+    return np.isin(key_top, key_rel)

@@ -1,0 +1,74 @@
+"""What people who visit your domains watch: serves users known only by their domains (warm start).
+
+score(user, video) = sum over domains d of w(user, d) * P(video | d), where P(video | d) is learned
+from users who have both domains and views (smoothed toward overall popularity). A dot product of
+the user's normalised domain bag with each video's column of P.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+
+from rec_models.data.dataset import Dataset
+from rec_models.models.base import FitReport, Recommender
+
+
+class DomainPopularity(Recommender):
+    name = "domain_popularity"
+
+    def __init__(self, max_domains: int = 2048, smoothing: float = 5.0):
+        self.max_domains = max_domains
+        self.smoothing = smoothing
+        self.domain_rows = np.zeros(0, dtype=np.int64)  # dataset domain indices the model knows
+        self.domain_idf = np.zeros(0, dtype=np.float32)
+        self.video_given_domain = np.zeros((0, 0), dtype=np.float32)  # (known domains, videos)
+
+    def fit(self, data: Dataset, before: float | None = None, validation=None) -> FitReport:
+        views = data.interactions(before)
+        users_per_domain = np.diff(data.domain_bags.tocsc().indptr)
+        # Domains everybody visits say nothing about taste: weight each by its inverse user frequency.
+        self.domain_idf = np.log((1.0 + data.n_users) / (1.0 + users_per_domain)).astype(np.float32)
+        # The most visited domains carry the signal; the long tail of rare ones only adds noise and size.
+        self.domain_rows = np.sort(np.argsort(-users_per_domain, kind="stable")[: self.max_domains])
+        self.domain_rows = self.domain_rows[users_per_domain[self.domain_rows] > 0]
+        self.domain_idf = self.domain_idf[self.domain_rows]
+        bags = _normalise_rows(data.domain_bags[:, self.domain_rows] @ sparse.diags(self.domain_idf))
+        co = (bags.T @ views).toarray()  # (domains, videos)
+        prior = np.asarray(views.sum(axis=0)).ravel() + 1.0
+        prior /= prior.sum()
+        totals = co.sum(axis=1, keepdims=True)
+        self.video_given_domain = ((co + self.smoothing * prior) / (totals + self.smoothing)).astype(np.float32)
+        return FitReport(epochs=1, best_epoch=1)
+
+    def known_domains(self) -> np.ndarray:
+        return self.domain_rows
+
+    def user_vectors(self, data: Dataset, users: np.ndarray) -> np.ndarray:
+        bags = _normalise_rows(data.domain_bags[users][:, self.domain_rows] @ sparse.diags(self.domain_idf))
+        return bags.toarray().astype(np.float32)
+
+    def item_vectors(self) -> np.ndarray:
+        return np.ascontiguousarray(self.video_given_domain.T)
+
+    def state(self):
+        return {"domain_rows": self.domain_rows, "domain_idf": self.domain_idf,
+                "video_given_domain": self.video_given_domain}
+
+    def load_state(self, arrays):
+        self.domain_rows = arrays["domain_rows"]
+        self.domain_idf = arrays["domain_idf"]
+        self.video_given_domain = arrays["video_given_domain"]
+
+    def config_dict(self):
+        return {"max_domains": self.max_domains, "smoothing": self.smoothing}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def _normalise_rows(m: sparse.csr_matrix) -> sparse.csr_matrix:
+    sums = np.asarray(m.sum(axis=1)).ravel()
+    scale = np.divide(1.0, sums, out=np.zeros_like(sums, dtype=np.float64), where=sums > 0)
+    return sparse.diags(scale) @ m

@@ -1,0 +1,45 @@
+"""Recency-weighted popularity: the baseline, and the fallback for users with no usable signal."""
+
+from __future__ import annotations
+
+import numpy as np
+from rec_models.data.dataset import DAY, Dataset
+from rec_models.models.base import FitReport, Recommender
+
+
+class Popularity(Recommender):
+    name = "popularity"
+
+    def __init__(self, half_life_days: float = 7.0):
+        self.half_life_days = half_life_days
+        self.scores = np.zeros(0, dtype=np.float32)
+
+    def fit(self, data: Dataset, before: float | None = None, validation=None) -> FitReport:
+        cutoff = data.end if before is None else before
+        seen = data.viewed_at < cutoff
+        weight = 0.5 ** ((cutoff - data.viewed_at[seen]) / DAY / self.half_life_days)
+        counts = np.bincount(data.view_video[seen], weights=weight, minlength=data.n_videos)
+        self.scores = np.log1p(counts).astype(np.float32)
+        return FitReport(epochs=1, best_epoch=1)
+
+    def user_vectors(self, data: Dataset, users: np.ndarray) -> np.ndarray:
+        return np.ones((len(users), 1), dtype=np.float32)
+
+    def item_vectors(self) -> np.ndarray:
+        return self.scores[:, None]
+
+    def similarity_vectors(self) -> np.ndarray:
+        raise TypeError("popularity has no notion of similar videos")
+
+    def state(self):
+        return {"scores": self.scores}
+
+    def load_state(self, arrays):
+        self.scores = arrays["scores"]
+
+    def config_dict(self):
+        return {"half_life_days": self.half_life_days}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

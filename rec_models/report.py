@@ -1,0 +1,89 @@
+"""Human-readable reports from the output tables: the run summary task and the demo's printout."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+
+
+def run_summary(conn: psycopg.Connection, run_key: str) -> dict:
+    """What one nightly run did: per model its status and metrics, what serves now, rows rejected."""
+    models = conn.execute(
+        "SELECT model_run_id, model_name, status, status_reason, metrics, timings, n_users, n_videos, n_train_rows "
+        "FROM rec.model_runs WHERE run_key = %s ORDER BY model_name", (run_key,)).fetchall()
+    serving = dict(conn.execute("SELECT output_name, model_run_id FROM rec.serving").fetchall())
+    rejected = dict(conn.execute(
+        "SELECT source_table, count(*) FROM rec.rejected_rows WHERE run_key = %s GROUP BY source_table",
+        (run_key,)).fetchall())
+    return {
+        "run_key": run_key,
+        "models": [
+            {"model_run_id": r[0], "model": r[1], "status": r[2], "reason": r[3],
+             "ndcg@10": r[4].get("ndcg@10"), "recall@10": r[4].get("recall@10"),
+             "popularity_ndcg@10": (r[4].get("baseline_popularity") or {}).get("ndcg@10"),
+             "users": r[6], "videos": r[7], "train_rows": r[8], "timings": r[5]}
+            for r in models
+        ],
+        "serving": serving,
+        "rows_current": current_row_counts(conn),
+        "rejected_rows": rejected,
+    }
+
+
+def current_row_counts(conn: psycopg.Connection) -> dict[str, int]:
+    return {
+        view: conn.execute(f"SELECT count(*) FROM rec.{view}").fetchone()[0]  # fixed names, no input
+        for view in ("similar_videos_current", "user_recommendations_current", "popular_videos_current")
+    }
+
+
+def demo_report(conn: psycopg.Connection, samples: int = 3, top: int = 5) -> str:
+    """The printout of `make demo`: output sizes, holdout metrics, sample similar videos and users."""
+    lines = ["", "=== Nightly recommendations: what the published run contains ==="]
+    serving = conn.execute(
+        "SELECT s.output_name, m.model_run_id, m.model_name, m.run_key, m.metrics FROM rec.serving s "
+        "JOIN rec.model_runs m USING (model_run_id) ORDER BY s.output_name").fetchall()
+    if not serving:
+        return "No run has been published yet."
+    for output, run_id, model, run_key, _ in serving:
+        lines.append(f"{output:<22} model run {run_id} ({model}, data up to {run_key})")
+    lines.append("")
+    for view, count in current_row_counts(conn).items():
+        lines.append(f"rows in rec.{view:<30} {count:>10,}")
+    metrics = serving[0][4]
+    base = metrics.get("baseline_popularity", {})
+    lines += ["", f"holdout ({metrics.get('protocol', '')}), {metrics.get('users')} users:"]
+    for key in ("ndcg@10", "recall@10", "hr@10", "coverage@10"):
+        lines.append(f"  {key:<12} {serving[0][2]}: {metrics.get(key, float('nan')):.4f}   popularity: {base.get(key, float('nan')):.4f}")
+    videos = conn.execute(
+        "SELECT video_id FROM (SELECT DISTINCT video_id FROM rec.similar_videos_current) v "
+        "ORDER BY hashint8(video_id) LIMIT %s", (samples,)).fetchall()
+    lines += ["", f"Top-{top} similar videos for {samples} sample videos:"]
+    for (video_id,) in videos:
+        title, tags = conn.execute("SELECT title, tags FROM videos WHERE video_id = %s", (video_id,)).fetchone()
+        lines.append(f"  [{video_id}] {title}  (tags: {', '.join(tags or [])})")
+        for rank, sim_id, sim_title, score in conn.execute(
+            "SELECT s.rank, s.similar_video_id, v.title, s.score FROM rec.similar_videos_current s "
+            "JOIN videos v ON v.video_id = s.similar_video_id WHERE s.video_id = %s AND s.rank <= %s ORDER BY s.rank",
+            (video_id, top)).fetchall():
+            lines.append(f"      {rank}. [{sim_id}] {sim_title:<40} score {score:.3f}")
+    lines += ["", f"Top domains and top-{top} videos for sample users:"]
+    users = conn.execute(
+        "SELECT DISTINCT ON (segment) user_id, segment FROM rec.user_recommendations_current "
+        "ORDER BY segment, hashint8(user_id)").fetchall()
+    for user_id, segment in users[:samples]:
+        domains = conn.execute(
+            "SELECT domain, sum(visits) FROM user_domain_visits WHERE user_id = %s GROUP BY domain "
+            "ORDER BY sum(visits) DESC, domain LIMIT 3", (user_id,)).fetchall()
+        lines.append(f"  user {user_id} ({segment}); top domains: " + ", ".join(f"{d} ({n})" for d, n in domains))
+        for rank, video_id, title, score in conn.execute(
+            "SELECT r.rank, r.video_id, v.title, r.score FROM rec.user_recommendations_current r "
+            "JOIN videos v USING (video_id) WHERE r.user_id = %s AND r.rank <= %s ORDER BY r.rank",
+            (user_id, top)).fetchall():
+            lines.append(f"      {rank}. [{video_id}] {title:<40} score {score:.3f}")
+    return "\n".join(lines)
+
+
+def format_json(data: dict) -> str:
+    return json.dumps(data, indent=2, default=str)

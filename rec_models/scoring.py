@@ -1,0 +1,117 @@
+"""The score task's work: route users, run the top-N searches, and stream the rows to chunk files
+that the publish task loads (never the whole score matrix, never all rows in memory at once)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from rec_models.config import PipelineConfig
+from rec_models.data.dataset import Dataset
+from rec_models.db.outputs import OutputTable
+from rec_models.models.base import Recommender
+from rec_models.topn import TopNBlock, flatten
+
+log = logging.getLogger(__name__)
+
+# Rows per chunk file: bounds the memory of both the writer and the loader.
+CHUNK_ROWS = 1_000_000
+
+
+class _ChunkWriter:
+    def __init__(self, folder: Path, output: str, segment: str | None = None):
+        self.folder, self.output, self.segment = folder, output, segment
+        self.parts: list[dict[str, np.ndarray]] = []
+        self.buffered = self.rows = 0
+        self.groups: set[int] | int = 0
+        self.files: list[str] = []
+
+    def add(self, block: TopNBlock, query_ids: np.ndarray, item_ids: np.ndarray) -> None:
+        group, rank, item, score = flatten(block, query_ids, item_ids)
+        self.parts.append({"group": group, "rank": rank, "item": item, "score": score})
+        self.buffered += len(group)
+        self.groups += len(np.unique(group))
+        if self.buffered >= CHUNK_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.parts:
+            return
+        name = f"{self.output}_{self.segment or 'all'}_{len(self.files):05d}.npz"
+        merged = {k: np.concatenate([p[k] for p in self.parts]) for k in self.parts[0]}
+        np.savez(self.folder / name, **merged)
+        self.files.append(name)
+        self.rows += self.buffered
+        self.parts, self.buffered = [], 0
+
+
+def write_outputs(data: Dataset, model: Recommender, popularity: Recommender, domain_model: Recommender,
+                  config: PipelineConfig, folder: Path) -> dict[str, int]:
+    """Write similar videos, user recommendations (with segment) and the popular fallback list."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    started = time.perf_counter()
+    views = data.interactions()
+    active = data.video_active
+    seen = None if config.include_seen else views
+    manifest: dict = {"files": {}, "groups": {}, "rows": {}}
+
+    # Similar videos: every active video the model has learned from views.
+    watched = np.asarray(views.sum(axis=0)).ravel() > 0
+    queries = np.flatnonzero(active & watched)
+    similar = _ChunkWriter(folder, "similar_videos")
+    for block in model.similar_items(queries, config.top_n, allowed_items=active):
+        similar.add(block, data.video_ids, data.video_ids)
+    _finish(manifest, "similar_videos", [similar])
+
+    # User recommendations, routed explicitly by what we know of each user.
+    segments = data.segments(views, domain_model.known_domains())
+    serving = {"hot": model, "warm": domain_model, "cold": popularity}
+    writers = []
+    for segment, users in segments.items():
+        writer = _ChunkWriter(folder, "user_recommendations", segment)
+        if len(users):
+            for block in serving[segment].recommend(data, users, config.top_n, seen=seen, allowed_items=active):
+                block.queries = users[block.start:block.start + len(block.queries)]
+                writer.add(block, data.user_ids, data.video_ids)
+        writers.append(writer)
+        log.info("%s users: %d served by %s", segment, len(users), serving[segment].name)
+    _finish(manifest, "user_recommendations", writers)
+
+    popular = _ChunkWriter(folder, "popular_videos")
+    for block in popularity.recommend(data, np.zeros(1, dtype=np.int64), config.top_n, allowed_items=active):
+        popular.add(block, np.zeros(1, dtype=np.int64), data.video_ids)
+    _finish(manifest, "popular_videos", [popular])
+    manifest["segments"] = {s: int(len(u)) for s, u in segments.items()}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    log.info("scored %s in %.2f s", manifest["rows"], time.perf_counter() - started)
+    return manifest["rows"]
+
+
+def _finish(manifest: dict, output: str, writers: list[_ChunkWriter]) -> None:
+    for w in writers:
+        w.flush()
+    manifest["files"][output] = [{"file": f, "segment": w.segment} for w in writers for f in w.files]
+    manifest["rows"][output] = sum(w.rows for w in writers)
+    manifest["groups"][output] = sum(w.groups for w in writers) if output != "popular_videos" else None
+
+
+def read_output_chunks(folder: Path, output: OutputTable, model_run_id: int) -> Iterator[list]:
+    """Chunks of columns in the output table's COPY order."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for entry in manifest["files"][output.name]:
+        with np.load(folder / entry["file"]) as chunk:
+            n = len(chunk["rank"])
+            run = np.full(n, model_run_id, dtype=np.int64)
+            if output.name == "similar_videos":
+                yield [run, chunk["group"], chunk["rank"], chunk["item"], chunk["score"]]
+            elif output.name == "user_recommendations":
+                yield [run, chunk["group"], chunk["rank"], chunk["item"], chunk["score"], entry["segment"]]
+            else:
+                yield [run, chunk["rank"], chunk["item"], chunk["score"]]
