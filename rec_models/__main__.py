@@ -103,7 +103,8 @@ def cmd_demo(args) -> None:
     env = devstack.airflow_env()
     print("preparing the Airflow metadata database ...", flush=True)
     devstack.migrate_metadata(env)
-    logical_date = (end - timedelta(days=1)).isoformat()
+    # A manual run's data interval is the cron interval ending at its logical date.
+    logical_date = end.isoformat()
     print(f"running DAG nightly_recommendations for the interval ending {end.isoformat()} ...", flush=True)
     log_file = devstack.AIRFLOW_HOME / "demo-dags-test.log"
     with open(log_file, "w") as log:

@@ -16,13 +16,13 @@ class MFConfig:
     """Funk SVD trained as a neural net: embeddings + biases, dot product, BCE on sampled negatives."""
 
     dim: int = 32
-    epochs: int = 30
+    epochs: int = 40
     batch_size: int = 2048
-    learning_rate: float = 0.01
+    learning_rate: float = 0.02
     negatives: int = 4
     l2: float = 1e-2
     # Stop when validation NDCG@10 has not improved for this many epochs.
-    patience: int = 3
+    patience: int = 5
 
     def __post_init__(self) -> None:
         _require(self.dim >= 1, "mf.dim must be >= 1")

@@ -1,0 +1,43 @@
+# The two commands of the README: `make demo` and `make test`. Everything installs from requirements.lock.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
+SIZE ?= M
+
+.PHONY: install demo test airflow stop report lock clean
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --disable-pip-version-check -q -r requirements.lock
+	$(VENV)/bin/pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
+	@rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+## make demo: embedded PostgreSQL (or $$DATABASE_URL), schema, synthetic world, one DAG run, a report
+demo: $(STAMP)
+	$(PY) -m rec_models demo
+
+## make test: the test suite, against a real PostgreSQL (embedded unless $$DATABASE_URL is set)
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+## make airflow: api-server, scheduler, dag-processor and triggerer on 127.0.0.1:8080
+airflow: $(STAMP)
+	$(PY) -m rec_models airflow
+
+## make stop: stop what `make airflow` and `make demo` started
+stop:
+	@if [ -x $(PY) ]; then $(PY) -m rec_models stop; fi
+
+report: $(STAMP)
+	$(PY) -m rec_models report
+
+## make lock: re-pin every dependency from the current venv (after adding one to pyproject.toml)
+lock:
+	$(VENV)/bin/pip freeze --exclude-editable | sed 's/^torch==2.13.0+cpu/torch==2.13.0/' > requirements.lock
+
+clean: stop
+	rm -rf var .pytest_cache

@@ -1,0 +1,86 @@
+"""Shared fixtures: a real PostgreSQL (embedded pgserver, or DATABASE_URL), a fresh database per
+test session, and Airflow settings made before anything imports airflow."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="recs-airflow-test-"))
+# Airflow reads these at import: set them first. SQLite is enough for the metadata of in-process tests.
+os.environ.update({
+    "AIRFLOW_HOME": str(_AIRFLOW_HOME),
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME}/airflow.db",
+    "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+    "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+    "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
+    "RECS_RUN_ROOT": str(_AIRFLOW_HOME / "runs"),
+})
+
+END = datetime(2026, 11, 27, 2, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    """Admin URL of the server: DATABASE_URL's, or the embedded one's."""
+    from rec_models.db.connect import resolve_database_url
+
+    return resolve_database_url("postgres")
+
+
+@pytest.fixture(scope="session")
+def database_factory(server_url):
+    """Creates throwaway databases on the server and drops them at the end of the session."""
+    import psycopg
+    from psycopg import sql
+
+    from rec_models.devstack import _with_database
+
+    created = []
+
+    def make(prefix: str = "recs_test") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        created.append(name)
+        return _with_database(server_url, name)
+
+    yield make
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        for name in created:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def fresh_db(database_factory) -> str:
+    """An empty database with the migrations applied."""
+    from rec_models.db.migrate import apply_migrations
+
+    url = database_factory()
+    apply_migrations(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def small_world():
+    from rec_models.data.synthetic import WorldSpec, generate_world
+
+    return generate_world(WorldSpec(n_users=1200, n_videos=300, n_views=30_000, n_domain_visits=36_000, seed=11), END)
+
+
+@pytest.fixture(scope="session")
+def small_dataset(small_world):
+    """The small world as a Dataset, built without a database (unit tests)."""
+    from rec_models.data.dataset import Dataset
+    from tests.helpers import snapshot_from_world
+
+    return Dataset.from_snapshot(snapshot_from_world(small_world))

@@ -1,0 +1,118 @@
+"""The contract every model passes on the small synthetic world (known answer: topics)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rec_models.config import MFConfig
+from rec_models.evaluation import evaluate_ranking
+from rec_models.models import DomainPopularity, MatrixFactorization, Popularity, Recommender
+from rec_models.topn import flatten
+
+
+class ModelContract:
+    has_similarity = True
+    # Holdout NDCG@10 must beat a random ranking by this factor.
+    min_lift_over_random = 3.0
+
+    def make(self) -> Recommender:
+        raise NotImplementedError
+
+    @pytest.fixture(scope="class")
+    def fitted(self, small_dataset):
+        split = small_dataset.holdout(1)
+        validation = small_dataset.validation(1)
+        model = self.make()
+        model.fit(small_dataset, before=validation.boundary, validation=validation)
+        return model, split
+
+    def test_beats_random_on_holdout(self, fitted, small_dataset):
+        model, split = fitted
+        users = split.test_users
+        metrics = evaluate_ranking(model.user_vectors(small_dataset, np.arange(small_dataset.n_users)),
+                                   model.item_vectors(), split.train, split.test, users)
+        rng = np.random.default_rng(0)
+        random_metrics = evaluate_ranking(rng.normal(size=(small_dataset.n_users, 4)).astype(np.float32),
+                                          rng.normal(size=(small_dataset.n_videos, 4)).astype(np.float32),
+                                          split.train, split.test, users)
+        assert metrics.ndcg > self.min_lift_over_random * random_metrics.ndcg
+
+    def test_seen_videos_are_filtered(self, fitted, small_dataset):
+        model, split = fitted
+        users = np.arange(0, small_dataset.n_users, 7)
+        for block in model.recommend(small_dataset, users, 10, seen=split.train):
+            block_users = users[block.start:block.start + len(block.queries)]
+            seen = split.train[block_users].toarray() > 0
+            picked = np.take_along_axis(seen, block.items, 1)
+            assert not (picked & block.valid).any()
+
+    def test_save_load_gives_identical_scores(self, fitted, small_dataset, tmp_path):
+        model, _ = fitted
+        model.save(tmp_path / "m")
+        loaded = Recommender.load(tmp_path / "m")
+        users = np.arange(small_dataset.n_users)
+        np.testing.assert_array_equal(loaded.user_vectors(small_dataset, users), model.user_vectors(small_dataset, users))
+        np.testing.assert_array_equal(loaded.item_vectors(), model.item_vectors())
+
+    def test_batch_equals_single(self, fitted, small_dataset):
+        model, split = fitted
+        users = np.array([0, 5, 17, 230])
+        batch = np.vstack([b.items for b in model.recommend(small_dataset, users, 10, seen=split.train)])
+        for i, u in enumerate(users):
+            (single,) = list(model.recommend(small_dataset, np.array([u]), 10, seen=split.train))
+            np.testing.assert_array_equal(single.items[0], batch[i])
+
+    def test_refit_is_deterministic(self, fitted, small_dataset):
+        model, split = fitted
+        validation = small_dataset.validation(1)
+        again = self.make()
+        again.fit(small_dataset, before=validation.boundary, validation=validation)
+        np.testing.assert_array_equal(again.item_vectors(), model.item_vectors())
+
+    def test_similar_videos_share_the_planted_topic(self, fitted, small_dataset, small_world):
+        model, _ = fitted
+        if not self.has_similarity:
+            pytest.skip("this model has no video-to-video similarity")
+        topic = dict(zip(small_world.video_id.tolist(), small_world.video_topic.tolist()))
+        watched = np.flatnonzero(np.asarray(small_dataset.interactions().sum(0)).ravel() >= 20)
+        same = []
+        for block in model.similar_items(watched, 10):
+            q, _, items, _ = flatten(block, small_dataset.video_ids, small_dataset.video_ids)
+            same.extend(topic[a] == topic[b] for a, b in zip(q.tolist(), items.tolist()))
+        chance = 1 / small_world.spec.n_topics
+        assert np.mean(same) > 4 * chance
+
+
+class TestMatrixFactorization(ModelContract):
+    def make(self):
+        return MatrixFactorization(MFConfig(epochs=25), seed=3)
+
+
+class TestPopularity(ModelContract):
+    has_similarity = False
+    min_lift_over_random = 2.0
+
+    def make(self):
+        return Popularity()
+
+
+class TestDomainPopularity(ModelContract):
+    has_similarity = False
+
+    def make(self):
+        return DomainPopularity()
+
+    def test_serves_users_from_domains_alone(self, fitted, small_dataset, small_world):
+        """Domain-only users get lists dominated by their planted topic."""
+        model, _ = fitted
+        user_row = {u: i for i, u in enumerate(small_dataset.user_ids.tolist())}
+        only = [user_row[u] for u in small_world.user_id[small_world.domain_only_user].tolist() if u in user_row]
+        top_topic = dict(zip(small_world.user_id.tolist(), small_world.user_topic_pref.argmax(1).tolist()))
+        topic = dict(zip(small_world.video_id.tolist(), small_world.video_topic.tolist()))
+        hits = []
+        for block in model.recommend(small_dataset, np.array(only), 10):
+            users = small_dataset.user_ids[np.array(only)[block.start:block.start + len(block.queries)]]
+            for u, row in zip(users.tolist(), small_dataset.video_ids[block.items].tolist()):
+                hits.append(np.mean([topic[v] == top_topic[u] for v in row]))
+        assert np.mean(hits) > 3 / small_world.spec.n_topics
