@@ -62,7 +62,10 @@ def validate_sources(
             "%s: %d rows in window, %d rejected (%.2f%%) %s",
             report.table, report.rows, report.rejected, 100 * report.rejected_share, report.by_reason,
         )
-    _judge(conn, run_key, reports, max_rejected_share)
+    try:
+        _judge(conn, run_key, reports, max_rejected_share)
+    finally:
+        conn.commit()  # end the read transaction; the quarantine itself was committed above
     return reports
 
 

@@ -29,6 +29,8 @@ def ensure_embedded_server(pgdata: Path | None = None) -> Path:
     """
     import pgserver  # imported lazily: only needed without DATABASE_URL
 
+    # pgserver logs every command at INFO, and from an atexit hook after logging has shut down.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
     pgdata = pgdata or default_pgdata()
     server = pgserver.get_server(pgdata, cleanup_mode=None)
     log.info("embedded PostgreSQL running in %s", pgdata)

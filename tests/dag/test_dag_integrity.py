@@ -1,0 +1,72 @@
+"""DagBag integrity: the DAG parses without import errors, is cheap to parse, and is configured as
+operators expect (schedule, retries, tags, params)."""
+
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.airflow
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(ROOT / "dags"))
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert "nightly_recommendations" in dagbag.dags
+
+
+def test_schedule_and_safety(dagbag):
+    dag = dagbag.dags["nightly_recommendations"]
+    assert dag.catchup is False
+    assert dag.max_active_runs == 1
+    assert {"recommendations", "pytorch", "postgres"} <= set(dag.tags)
+    assert dag.doc_md and "publish" in dag.doc_md
+    assert dag.timetable.expression == "0 2 * * *" and str(dag.timetable.timezone) == "UTC"
+    for task in dag.tasks:
+        assert task.retries >= 2, task.task_id
+        assert task.retry_exponential_backoff
+        assert task.retry_delay >= timedelta(seconds=30)
+
+
+def test_task_wiring(dagbag):
+    dag = dagbag.dags["nightly_recommendations"]
+    ids = {t.task_id for t in dag.tasks}
+    assert ids == {"migrate", "validate_sources", "extract_snapshot", "train_fallbacks", "train_mf",
+                   "evaluate_mf", "score_mf", "publish_mf", "summary"}
+    assert dag.get_task("validate_sources").downstream_task_ids == {"extract_snapshot"}
+    assert dag.get_task("extract_snapshot").downstream_task_ids == {"train_fallbacks", "train_mf"}
+    assert dag.get_task("publish_mf").upstream_task_ids == {"evaluate_mf", "score_mf"}
+    assert [a.name for a in dag.get_task("publish_mf").outlets] == [
+        "rec.similar_videos", "rec.user_recommendations", "rec.popular_videos"]
+
+
+def test_params_have_defaults_that_build_a_config(dagbag):
+    from rec_models.config import PipelineConfig
+
+    dag = dagbag.dags["nightly_recommendations"]
+    params = {k: dag.params[k] for k in dag.params}
+    assert params["top_n"] == 20
+    config = PipelineConfig.from_params(params)
+    assert config.top_n == 20 and config.mf.dim == params["mf_dim"]
+
+
+def test_parsing_imports_no_heavy_modules():
+    """Parsing runs often in the dag-processor: torch, numpy and our package load only when tasks run."""
+    code = (
+        "import sys, runpy; runpy.run_path(sys.argv[1]);"
+        "heavy = [m for m in ('torch', 'numpy', 'scipy', 'rec_models', 'psycopg') if m in sys.modules];"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT / "dags" / "nightly_recommendations.py")],
+                         capture_output=True, text=True, check=True)
+    loaded = set(filter(None, out.stdout.strip().splitlines()[-1].split(","))) if out.stdout.strip() else set()
+    assert not loaded & {"torch", "rec_models", "scipy"}, loaded

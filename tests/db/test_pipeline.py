@@ -1,0 +1,152 @@
+"""The whole nightly run through the pipeline functions (no Airflow), then the output contracts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+
+from rec_models import pipeline
+from rec_models.config import PipelineConfig
+from rec_models.data.seed import seed_world
+from rec_models.pipeline import RunContext
+from tests.conftest import END, ROOT
+
+pytestmark = pytest.mark.db
+TOP_N = 10
+
+
+def run_all(ctx: RunContext) -> dict:
+    pipeline.migrate(ctx)
+    pipeline.validate(ctx)
+    pipeline.extract(ctx)
+    pipeline.train(ctx, pipeline.FALLBACKS)
+    pipeline.train(ctx, "mf")
+    evaluation = pipeline.evaluate(ctx, "mf")
+    pipeline.score(ctx, "mf", evaluation)
+    result = pipeline.publish(ctx, "mf", evaluation)
+    pipeline.summarize(ctx)
+    return result
+
+
+@pytest.fixture(scope="module")
+def published(database_factory, small_world, tmp_path_factory):
+    url = database_factory()
+    with psycopg.connect(url) as conn:
+        from rec_models.db.migrate import apply_migrations
+
+        apply_migrations(url)
+        seed_world(conn, small_world)
+    config = PipelineConfig(top_n=TOP_N, run_root=str(tmp_path_factory.mktemp("runs")))
+    ctx = RunContext(database_url=url, interval_end=END, dag_run_id="test", config=config)
+    result = run_all(ctx)
+    return url, ctx, result
+
+
+def test_publishes_and_records_the_run(published):
+    url, ctx, result = published
+    assert result["published"]
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT status, metrics, n_users, n_train_rows FROM rec.model_runs WHERE model_run_id = %s",
+                           (result["model_run_id"],)).fetchone()
+        assert row[0] == "published"
+        assert row[1]["ndcg@10"] > row[1]["baseline_popularity"]["ndcg@10"]
+        assert row[2] > 0 and row[3] > 0
+        serving = dict(conn.execute("SELECT output_name, model_run_id FROM rec.serving").fetchall())
+        assert set(serving.values()) == {result["model_run_id"]}
+
+
+def test_similar_videos_contract(published, small_world):
+    url, _, result = published
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT video_id, rank, similar_video_id, score FROM rec.similar_videos_current "
+                            "ORDER BY video_id, rank").fetchall()
+        watched_active = {r[0] for r in conn.execute(
+            "SELECT DISTINCT w.video_id FROM video_views w JOIN videos v USING (video_id) WHERE v.is_active")}
+        active = {r[0] for r in conn.execute("SELECT video_id FROM videos WHERE is_active")}
+    by_video: dict[int, list] = {}
+    for video, rank, other, score in rows:
+        by_video.setdefault(video, []).append((rank, other, score))
+    assert set(by_video) == watched_active  # every active video with views has neighbours
+    topic = dict(zip(small_world.video_id.tolist(), small_world.video_topic.tolist()))
+    same_topic = []
+    for video, items in by_video.items():
+        assert len(items) == TOP_N
+        assert [r for r, _, _ in items] == list(range(1, TOP_N + 1))
+        scores = [s for _, _, s in items]
+        assert all(a >= b for a, b in zip(scores, scores[1:]))
+        assert video not in {o for _, o, _ in items}
+        assert {o for _, o, _ in items} <= active  # never an inactive video
+        same_topic.extend(topic[video] == topic[o] for _, o, _ in items)
+    chance = 1 / small_world.spec.n_topics
+    assert np.mean(same_topic) > 5 * chance, np.mean(same_topic)
+
+
+def test_user_recommendations_contract(published, small_world):
+    url, _, _ = published
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT user_id, rank, video_id, score, segment FROM rec.user_recommendations_current "
+                            "ORDER BY user_id, rank").fetchall()
+        watched = set(conn.execute("SELECT user_id, video_id FROM video_views").fetchall())
+        users_with_views = {r[0] for r in conn.execute("SELECT DISTINCT user_id FROM video_views")}
+        all_users = users_with_views | {r[0] for r in conn.execute("SELECT DISTINCT user_id FROM user_domain_visits")}
+    by_user: dict[int, list] = {}
+    for user, rank, video, score, segment in rows:
+        by_user.setdefault(user, []).append((rank, video, score, segment))
+        assert (user, video) not in watched  # no already-watched video by default
+    assert set(by_user) == all_users
+    for user, items in by_user.items():
+        assert [r for r, *_ in items] == list(range(1, len(items) + 1))
+        assert len({s for *_, s in items}) == 1
+        scores = [s for _, _, s, _ in items]
+        assert all(a >= b for a, b in zip(scores, scores[1:]))
+        expected_segment = "hot" if user in users_with_views else "warm"
+        assert items[0][3] == expected_segment
+    domain_only = set(small_world.user_id[small_world.domain_only_user].tolist()) & all_users
+    assert domain_only and all(by_user[u][0][3] == "warm" for u in domain_only)
+
+
+def test_current_views_show_exactly_one_run(published):
+    url, _, _ = published
+    with psycopg.connect(url) as conn:
+        for view in ("similar_videos_current", "user_recommendations_current", "popular_videos_current"):
+            assert conn.execute(f"SELECT count(DISTINCT model_run_id) FROM rec.{view}").fetchone()[0] == 1
+
+
+def test_rerun_of_the_same_interval_replaces_not_duplicates(published):
+    url, ctx, first = published
+    with psycopg.connect(url) as conn:
+        before = conn.execute("SELECT user_id, rank, video_id, score, segment FROM rec.user_recommendations_current "
+                              "ORDER BY user_id, rank").fetchall()
+        similar_before = conn.execute("SELECT * FROM rec.similar_videos_current ORDER BY video_id, rank").fetchall()
+    again = run_all(ctx)
+    assert again["model_run_id"] == first["model_run_id"]
+    with psycopg.connect(url) as conn:
+        after = conn.execute("SELECT user_id, rank, video_id, score, segment FROM rec.user_recommendations_current "
+                             "ORDER BY user_id, rank").fetchall()
+        assert after == before  # same data, same seed: identical rows
+        assert conn.execute("SELECT * FROM rec.similar_videos_current ORDER BY video_id, rank").fetchall() == similar_before
+        assert conn.execute("SELECT count(*) FROM rec.model_runs").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM rec.user_recommendations").fetchone()[0] == len(before)
+        leftovers = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'rec' AND tablename LIKE '%%_stage_%%'").fetchone()[0]
+        assert leftovers == 0
+
+
+@pytest.mark.parametrize("query_file", sorted(p.name for p in (ROOT / "sql" / "queries").glob("*.sql")))
+def test_example_downstream_queries_run(published, query_file):
+    url, _, _ = published
+    text = (ROOT / "sql" / "queries" / query_file).read_text()
+    with psycopg.connect(url) as conn:
+        some_video = conn.execute("SELECT video_id FROM rec.similar_videos_current LIMIT 1").fetchone()[0]
+        some_user = conn.execute("SELECT user_id FROM rec.user_recommendations_current LIMIT 1").fetchone()[0]
+        cur = psycopg.RawCursor(conn)
+        params = {"similar_videos_for_video.sql": (some_video,), "recommendations_for_user.sql": (some_user,)}.get(query_file)
+        cur.execute(text, params)
+        rows = cur.fetchall()
+        assert rows, f"{query_file} returned nothing"
+        if query_file == "recommendations_for_user.sql":
+            cur.execute(text, (-1,))  # unknown user: the popular fallback
+            fallback = cur.fetchall()
+            assert fallback and {r[4] for r in fallback} == {"unknown"}

@@ -1,0 +1,124 @@
+"""Bad source rows are quarantined with a reason (never silently dropped) and kept out of the snapshot."""
+
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+from rec_models.data.seed import seed_world
+from rec_models.data.snapshot import extract_snapshot
+from rec_models.data.synthetic import SERVICE_START
+from rec_models.data.validate import SourceDataError, validate_sources
+from tests.conftest import END
+
+pytestmark = pytest.mark.db
+
+WINDOW = END - timedelta(days=180)
+DAY = "2026-11-20"
+
+# (table, reason, SQL that inserts exactly `count` rows breaking only that rule)
+BAD_ROWS = [
+    ("video_views", "user_id null or non-positive",
+     f"INSERT INTO video_views VALUES (NULL, {{v}}, '{DAY}', 10), (-4, {{v}}, '{DAY}', 10)", 2),
+    ("video_views", "video_id null or non-positive", f"INSERT INTO video_views VALUES ({{u}}, 0, '{DAY}', 10)", 1),
+    ("video_views", "viewed_at missing", "INSERT INTO video_views VALUES ({u}, {v}, NULL, 10)", 1),
+    ("video_views", "viewed_at before the service existed", "INSERT INTO video_views VALUES ({u}, {v}, '1999-01-01', 10)", 1),
+    ("video_views", "watch_seconds missing or negative", f"INSERT INTO video_views VALUES ({{u}}, {{v}}, '{DAY}', -3)", 1),
+    ("video_views", "watch_seconds absurd", f"INSERT INTO video_views VALUES ({{u}}, {{v}}, '{DAY}', 999999)", 1),
+    ("video_views", "view of an unknown video", f"INSERT INTO video_views VALUES ({{u}}, 987654321, '{DAY}', 10)", 1),
+    ("video_views", "duplicate row",
+     f"INSERT INTO video_views VALUES ({{u}}, {{v}}, '{DAY} 10:00', 10), ({{u}}, {{v}}, '{DAY} 10:00', 10)", 1),
+    ("user_domain_visits", "empty domain", f"INSERT INTO user_domain_visits VALUES ({{u}}, '  ', '{DAY}', 2)", 1),
+    ("user_domain_visits", "domain is not a hostname",
+     f"INSERT INTO user_domain_visits VALUES ({{u}}, 'not a domain!', '{DAY}', 2), ({{u}}, 'localhost', '{DAY}', 2)", 2),
+    ("user_domain_visits", "domain too long",
+     f"INSERT INTO user_domain_visits VALUES ({{u}}, repeat('a', 260) || '.com', '{DAY}', 2)", 1),
+    ("user_domain_visits", "visits missing or non-positive", f"INSERT INTO user_domain_visits VALUES ({{u}}, 'ok-site.com', '{DAY}', 0)", 1),
+    ("user_domain_visits", "visits absurd", f"INSERT INTO user_domain_visits VALUES ({{u}}, 'ok-site2.com', '{DAY}', 5000000)", 1),
+    ("user_domain_visits", "visit_date in the future", "INSERT INTO user_domain_visits VALUES ({u}, 'ok-site3.com', now()::date + 30, 2)", 0),
+    ("user_domain_visits", "bot: too many distinct domains in a day",
+     f"INSERT INTO user_domain_visits SELECT 999, 'bot' || g || '.com', '{DAY}', 1 FROM generate_series(1, 250) g", 250),
+    ("videos", "empty title", "INSERT INTO videos (video_id, title, is_active) VALUES (424242, '   ', true)", 1),
+]
+
+
+@pytest.fixture
+def seeded(fresh_db, small_world):
+    with psycopg.connect(fresh_db) as conn:
+        seed_world(conn, small_world)
+    return fresh_db
+
+
+def _inject(conn, small_world):
+    u, v = int(small_world.view_user[0]), int(small_world.view_video[0])
+    for _, _, statement, _ in BAD_ROWS:
+        conn.execute(statement.format(u=u, v=v))
+    conn.commit()
+
+
+def test_each_bad_class_is_quarantined_with_its_reason(seeded, small_world):
+    with psycopg.connect(seeded) as conn:
+        _inject(conn, small_world)
+        reports = validate_sources(conn, "run-a", END, WINDOW, SERVICE_START, max_rejected_share=0.5)
+        expected: dict[tuple[str, str], int] = {}
+        for table, reason, _, count in BAD_ROWS:
+            if count:
+                expected[(table, reason)] = expected.get((table, reason), 0) + count
+        for (table, reason), count in expected.items():
+            assert reports[table].by_reason.get(reason) == count, (table, reason, reports[table].by_reason)
+        # Nothing else was rejected: the generator's own rows are all valid.
+        assert sum(r.rejected for r in reports.values()) == sum(expected.values())
+        stored = conn.execute("SELECT count(*) FROM rec.rejected_rows WHERE run_key = 'run-a'").fetchone()[0]
+        assert stored == sum(expected.values())
+        sample = conn.execute("SELECT row_data FROM rec.rejected_rows WHERE reason = 'watch_seconds absurd'").fetchone()[0]
+        assert sample["watch_seconds"] == 999999
+
+        # Re-validating the same run replaces its quarantine instead of adding to it.
+        validate_sources(conn, "run-a", END, WINDOW, SERVICE_START, max_rejected_share=0.5)
+        assert conn.execute("SELECT count(*) FROM rec.rejected_rows WHERE run_key = 'run-a'").fetchone()[0] == stored
+
+        # The snapshot reads exactly the rows that passed.
+        conn.commit()
+        snap = extract_snapshot(conn, END, WINDOW, SERVICE_START)
+        assert len(snap.view_user) == reports["video_views"].rows - reports["video_views"].rejected
+        assert 987654321 not in set(snap.view_video.tolist())
+        assert 999 not in set(snap.visit_user.tolist())
+        assert 424242 not in set(snap.video_id.tolist())
+        assert all(d == d.lower() and not d.startswith("www.") for d in snap.domains)
+
+
+def test_domains_are_normalised_not_rejected(seeded, small_world):
+    with psycopg.connect(seeded) as conn:
+        conn.execute(f"INSERT INTO user_domain_visits VALUES (5, 'WWW.Example-Shop.COM', '{DAY}', 3)")
+        conn.commit()
+        reports = validate_sources(conn, "run-b", END, WINDOW, SERVICE_START, max_rejected_share=0.5)
+        assert reports["user_domain_visits"].rejected == 0
+        snap = extract_snapshot(conn, END, WINDOW, SERVICE_START)
+        assert "example-shop.com" in snap.domains
+
+
+def test_too_many_bad_rows_stop_the_run_with_a_clear_message(seeded, small_world):
+    with psycopg.connect(seeded) as conn:
+        conn.execute("INSERT INTO video_views SELECT user_id, video_id, viewed_at, -1 FROM video_views")
+        conn.commit()
+        with pytest.raises(SourceDataError) as info:
+            validate_sources(conn, "run-c", END, WINDOW, SERVICE_START, max_rejected_share=0.2)
+        message = str(info.value)
+        assert "video_views" in message and "watch_seconds missing or negative" in message and "e.g." in message
+        # The quarantine is kept so operators can look at it.
+        assert conn.execute("SELECT count(*) FROM rec.rejected_rows WHERE run_key = 'run-c'").fetchone()[0] > 0
+
+
+def test_empty_views_fail_clearly(fresh_db):
+    with psycopg.connect(fresh_db) as conn:
+        with pytest.raises(SourceDataError, match="video_views has no valid rows"):
+            validate_sources(conn, "run-d", END, WINDOW, SERVICE_START, max_rejected_share=0.2)
+
+
+def test_rows_after_the_interval_end_are_not_visible(seeded, small_world):
+    with psycopg.connect(seeded) as conn:
+        before = extract_snapshot(conn, END, WINDOW, SERVICE_START)
+        conn.execute(f"INSERT INTO video_views VALUES (5, {int(small_world.video_id[0])}, %s, 10)", (END + timedelta(hours=1),))
+        conn.commit()
+        after = extract_snapshot(conn, END, WINDOW, SERVICE_START)
+        assert len(after.view_user) == len(before.view_user)
