@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import warnings
 from pathlib import Path
 from urllib.parse import quote
 
@@ -21,19 +22,25 @@ def default_pgdata() -> Path:
     return Path("/tmp") / f"recs-pg-{key}"
 
 
+def _pgserver():
+    with warnings.catch_warnings():
+        # platformdirs warns that XDG_RUNTIME_DIR is unset (root, no login session): harmless here.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+        import pgserver  # imported lazily: only needed without DATABASE_URL
+    # pgserver logs every command at INFO, and from an atexit hook after logging has shut down.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    return pgserver
+
+
 def ensure_embedded_server(pgdata: Path | None = None) -> Path:
     """Start (or reattach to) the embedded server and return its socket directory.
 
     The server is left running after this process exits so that Airflow's processes and later
     commands share it; ``stop_embedded_server`` stops it.
     """
-    import pgserver  # imported lazily: only needed without DATABASE_URL
-
-    # pgserver logs every command at INFO, and from an atexit hook after logging has shut down.
-    logging.getLogger("pgserver").setLevel(logging.WARNING)
     pgdata = pgdata or default_pgdata()
-    server = pgserver.get_server(pgdata, cleanup_mode=None)
-    log.info("embedded PostgreSQL running in %s", pgdata)
+    server = _pgserver().get_server(pgdata, cleanup_mode=None)
+    log.debug("embedded PostgreSQL running in %s", pgdata)
     return Path(server.pgdata)
 
 
@@ -42,10 +49,9 @@ def stop_embedded_server(pgdata: Path | None = None) -> bool:
     pgdata = pgdata or default_pgdata()
     if not (pgdata / "postmaster.pid").exists():
         return False
-    import pgserver
+    server = _pgserver().get_server(pgdata, cleanup_mode=None)
     from pgserver._commands import pg_ctl
 
-    server = pgserver.get_server(pgdata, cleanup_mode=None)
     pg_ctl(["-w", "stop"], pgdata=server.pgdata, user=server.system_user)
     return True
 
