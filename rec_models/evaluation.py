@@ -40,13 +40,25 @@ def evaluate_ranking(
     k: int = 10,
 ) -> RankingMetrics:
     """Rank all items for ``users`` (rows of user_vectors align with train/test rows), seen excluded."""
+    return evaluate_blocks(top_n(user_vectors, item_vectors, k, query_rows=users, exclude=train),
+                           test, len(users), item_vectors.shape[0], k)
+
+
+def evaluate_model(model, data, train: sparse.csr_matrix, test: sparse.csr_matrix, users: np.ndarray,
+                   k: int = 10) -> RankingMetrics:
+    """Full-ranking metrics of any model (dot product or not) through its recommend()."""
+    return evaluate_blocks(model.recommend(data, users, k, seen=train), test, len(users), data.n_videos, k)
+
+
+def evaluate_blocks(blocks, test: sparse.csr_matrix, n_users: int, n_items: int, k: int) -> RankingMetrics:
+    """Metrics from top-k blocks that cover the evaluated users in order."""
     test = test.tocsr()
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    ndcg = np.zeros(len(users))
-    recall = np.zeros(len(users))
-    hit = np.zeros(len(users), dtype=bool)
-    recommended = np.zeros(item_vectors.shape[0], dtype=bool)
-    for block in top_n(user_vectors, item_vectors, k, query_rows=users, exclude=train):
+    ndcg = np.zeros(n_users)
+    recall = np.zeros(n_users)
+    hit = np.zeros(n_users, dtype=bool)
+    recommended = np.zeros(n_items, dtype=bool)
+    for block in blocks:
         rel = test[block.queries]
         n_rel = np.diff(rel.indptr)
         hits = _hits(rel, block.items) & block.valid
@@ -56,8 +68,8 @@ def evaluate_ranking(
         hit[at] = hits.any(1)
         recommended[block.items[block.valid]] = True
     return RankingMetrics(
-        k=k, users=len(users), hr=float(hit.mean()) if len(users) else 0.0,
-        recall=float(recall.mean()) if len(users) else 0.0, ndcg=float(ndcg.mean()) if len(users) else 0.0,
+        k=k, users=n_users, hr=float(hit.mean()) if n_users else 0.0,
+        recall=float(recall.mean()) if n_users else 0.0, ndcg=float(ndcg.mean()) if n_users else 0.0,
         coverage=float(recommended.mean()), per_user_ndcg=ndcg, per_user_recall=recall,
     )
 

@@ -26,7 +26,7 @@ from rec_models.db.migrate import apply_migrations
 from rec_models.db.outputs import OUTPUTS, POPULAR_VIDEOS, SIMILAR_VIDEOS, USER_RECOMMENDATIONS
 from rec_models.db.publish import audit_output, drop_staging, prune_published, stage_output, swap_in
 from rec_models.db.runs import quality_gate, record_model_run
-from rec_models.models import DomainPopularity, MatrixFactorization, Popularity, Recommender
+from rec_models.models import FeaturePopularity, MatrixFactorization, Popularity, Recommender
 from rec_models.evaluation import evaluate_ranking
 from rec_models.scoring import write_outputs, read_output_chunks
 from rec_models.training import set_torch_threads
@@ -105,7 +105,7 @@ def train(ctx: RunContext, model_name: str) -> dict:
     set_torch_threads(ctx.config.torch_threads)
     data = load_dataset(ctx)
     if model_name == FALLBACKS:
-        for model in (Popularity(), DomainPopularity()):
+        for model in (Popularity(), FeaturePopularity()):
             model.fit(data)
             model.save(ctx.model_dir(model.name, "serve"))
             model.fit(data, before=data.holdout(ctx.config.holdout_days).boundary)
@@ -169,9 +169,9 @@ def score(ctx: RunContext, model_name: str, evaluation: dict) -> dict:
     set_torch_threads(ctx.config.torch_threads)
     data = load_dataset(ctx)
     models = {name: Recommender.load(ctx.model_dir(name, "serve"))
-              for name in (model_name, Popularity.name, DomainPopularity.name)}
+              for name in (model_name, Popularity.name, FeaturePopularity.name)}
     out_dir = ctx.run_dir / "outputs" / model_name
-    counts = write_outputs(data, models[model_name], models[Popularity.name], models[DomainPopularity.name],
+    counts = write_outputs(data, models[model_name], models[Popularity.name], models[FeaturePopularity.name],
                            ctx.config, out_dir)
     return {"scored": True, "rows": counts}
 

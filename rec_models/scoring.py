@@ -71,14 +71,13 @@ def write_outputs(data: Dataset, model: Recommender, popularity: Recommender, do
     _finish(manifest, "similar_videos", [similar])
 
     # User recommendations, routed explicitly by what we know of each user.
-    segments = data.segments(views, domain_model.known_domains())
+    segments = data.segments(views, domain_model.known_features())
     serving = {"hot": model, "warm": domain_model, "cold": popularity}
     writers = []
     for segment, users in segments.items():
         writer = _ChunkWriter(folder, "user_recommendations", segment)
         if len(users):
             for block in serving[segment].recommend(data, users, config.top_n, seen=seen, allowed_items=active):
-                block.queries = users[block.start:block.start + len(block.queries)]
                 writer.add(block, data.user_ids, data.video_ids)
         writers.append(writer)
         log.info("%s users: %d served by %s", segment, len(users), serving[segment].name)

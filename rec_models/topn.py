@@ -6,7 +6,7 @@ Runs on ``cuda`` when available.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,10 +58,35 @@ def top_n(
     allowed_items: bool mask over items; others are never returned.
     """
     device = device or pick_device()
-    n_items = item_vectors.shape[0]
-    k = min(k, n_items)
-    rows = np.arange(query_vectors.shape[0]) if query_rows is None else np.asarray(query_rows)
     items_t = torch.as_tensor(np.ascontiguousarray(item_vectors, dtype=np.float32), device=device)
+
+    def dot_scores(rows: np.ndarray) -> torch.Tensor:
+        q = torch.as_tensor(np.ascontiguousarray(query_vectors[rows], dtype=np.float32), device=device)
+        return q @ items_t.T
+
+    rows = np.arange(query_vectors.shape[0]) if query_rows is None else np.asarray(query_rows)
+    yield from top_n_scored(dot_scores, rows, item_vectors.shape[0], k, exclude=exclude,
+                            exclude_items=exclude_items, allowed_items=allowed_items,
+                            block_bytes=block_bytes, device=device)
+
+
+def top_n_scored(
+    score_rows: Callable[[np.ndarray], torch.Tensor],
+    rows: np.ndarray,
+    n_items: int,
+    k: int,
+    *,
+    exclude: sparse.csr_matrix | None = None,
+    exclude_items: np.ndarray | None = None,
+    allowed_items: np.ndarray | None = None,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    device: torch.device | None = None,
+) -> Iterator[TopNBlock]:
+    """The blocked top-k search for any scorer: ``score_rows(rows)`` returns (len(rows), n_items)
+    scores on ``device``. Dot products use it through :func:`top_n`; a model whose score is not a
+    dot product (NeuMF) passes a scorer that runs the network on every (query, item) pair."""
+    device = device or pick_device()
+    k = min(k, n_items)
     penalty = None
     if allowed_items is not None:
         penalty = torch.zeros(n_items, device=device)
@@ -69,8 +94,7 @@ def top_n(
     block = max(1, min(len(rows), block_bytes // (4 * max(n_items, 1))))
     for start in range(0, len(rows), block):
         block_rows = rows[start:start + block]
-        q = torch.as_tensor(np.ascontiguousarray(query_vectors[block_rows], dtype=np.float32), device=device)
-        scores = q @ items_t.T
+        scores = score_rows(block_rows)
         if penalty is not None:
             scores += penalty
         if exclude is not None:

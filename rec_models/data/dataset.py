@@ -1,8 +1,9 @@
 """The one data object of a run, built once from the snapshot and shared by every model.
 
 Holds the id maps, the view interactions (deduplicated user x video, as CSR), the time-based
-holdout split, and each user's bag of domains. Rows and columns are dense indices; ``user_ids`` and
-``video_ids`` map them back to the source ids.
+holdout split, each user's feature bag (for the video service: the domains they visit) and each
+video's content bag (title, description and tag tokens). Rows and columns are dense indices;
+``user_ids`` and ``video_ids`` map them back to the source ids.
 """
 
 from __future__ import annotations
@@ -41,29 +42,46 @@ class Dataset:
     view_user: np.ndarray  # per view (not deduplicated), dense indices
     view_video: np.ndarray
     viewed_at: np.ndarray
-    domain_bags: sparse.csr_matrix  # users x domains, log1p(visits) weights
-    domains: list[str]
+    user_features: sparse.csr_matrix  # users x user features (domains: log1p of visits)
+    user_feature_names: list[str]
+    item_features: sparse.csr_matrix  # videos x content tokens (log1p of counts)
+    item_feature_names: list[str]
     end: float
     video_text: dict[int, dict]
 
     @classmethod
     def from_snapshot(cls, snap: Snapshot) -> "Dataset":
-        video_ids = np.unique(snap.video_id)
         user_ids = np.unique(np.concatenate([snap.view_user, snap.visit_user]))
-        active = np.zeros(len(video_ids), dtype=bool)
-        active[np.searchsorted(video_ids, snap.video_id)] = snap.is_active
-        vu = np.searchsorted(user_ids, snap.view_user)
-        vv = np.searchsorted(video_ids, snap.view_video)
-        du = np.searchsorted(user_ids, snap.visit_user)
-        bags = sparse.csr_matrix(
-            (snap.visits.astype(np.float32), (du, snap.visit_domain)), shape=(len(user_ids), len(snap.domains))
+        domain_weights = (np.searchsorted(user_ids, snap.visit_user), snap.visit_domain, snap.visits)
+        return cls.from_columns(
+            user_ids=user_ids, video_ids=snap.video_id, video_active=snap.is_active,
+            view_user_ids=snap.view_user, view_video_ids=snap.view_video, viewed_at=snap.viewed_at,
+            user_feature_triples=domain_weights, user_feature_names=list(snap.domains),
+            end=snap.end, video_text=snap.video_text,
         )
-        bags.sum_duplicates()
-        bags.data = np.log1p(bags.data)
+
+    @classmethod
+    def from_columns(cls, *, user_ids, video_ids, video_active, view_user_ids, view_video_ids, viewed_at,
+                     user_feature_triples, user_feature_names, end, video_text) -> "Dataset":
+        """Build from source ids; ``user_feature_triples`` = (user rows, feature columns, raw weights)."""
+        from rec_models.data.content import content_bags
+
+        order = np.argsort(video_ids)
+        video_ids, video_active = np.asarray(video_ids)[order], np.asarray(video_active)[order]
+        user_ids = np.asarray(user_ids)
+        rows, cols, weights = user_feature_triples
+        features = sparse.csr_matrix((np.asarray(weights, dtype=np.float32), (rows, cols)),
+                                     shape=(len(user_ids), len(user_feature_names)))
+        features.sum_duplicates()
+        features.data = np.log1p(features.data)
+        item_features, tokens = content_bags(video_ids, video_text)
         return cls(
-            user_ids=user_ids, video_ids=video_ids, video_active=active,
-            view_user=vu.astype(np.int64), view_video=vv.astype(np.int64), viewed_at=snap.viewed_at,
-            domain_bags=bags, domains=list(snap.domains), end=snap.end, video_text=snap.video_text,
+            user_ids=user_ids, video_ids=video_ids, video_active=video_active.astype(bool),
+            view_user=np.searchsorted(user_ids, view_user_ids).astype(np.int64),
+            view_video=np.searchsorted(video_ids, view_video_ids).astype(np.int64),
+            viewed_at=np.asarray(viewed_at),
+            user_features=features, user_feature_names=list(user_feature_names),
+            item_features=item_features, item_feature_names=tokens, end=float(end), video_text=video_text,
         )
 
     @property
@@ -102,10 +120,10 @@ class Dataset:
         test.eliminate_zeros()
         return Split(train=inner.train, test=test, boundary=inner.boundary)
 
-    def segments(self, interactions: sparse.csr_matrix, known_domains: np.ndarray) -> dict[str, np.ndarray]:
-        """Route every user: hot (has views), warm (no views, some known domain), cold (neither)."""
+    def segments(self, interactions: sparse.csr_matrix, known_features: np.ndarray) -> dict[str, np.ndarray]:
+        """Route every user: hot (has views), warm (no views, some known feature), cold (neither)."""
         has_views = np.diff(interactions.indptr) > 0
-        bag_known = self.domain_bags[:, known_domains] if len(known_domains) else None
+        bag_known = self.user_features[:, known_features] if len(known_features) else None
         has_domains = np.zeros(self.n_users, dtype=bool) if bag_known is None else np.diff(bag_known.tocsr().indptr) > 0
         return {
             "hot": np.flatnonzero(has_views),

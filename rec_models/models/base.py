@@ -6,13 +6,15 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import ClassVar
 
 import numpy as np
+import torch
 from scipy import sparse
 
 from rec_models.data.dataset import Dataset, Split
-from rec_models.topn import top_n
+from rec_models.topn import DEFAULT_BLOCK_BYTES, TopNBlock, pick_device, top_n, top_n_scored
 
 
 @dataclass
@@ -25,9 +27,14 @@ class FitReport:
 
 
 class Recommender(ABC):
-    """fit on interactions; expose user and item vectors whose dot product is the score."""
+    """fit on interactions; expose user and item vectors whose dot product is the score.
+
+    A model whose score is not a dot product (NeuMF) sets ``dot_product = False`` and overrides
+    :meth:`score_rows`; its item vectors then serve only video-to-video similarity.
+    """
 
     name: ClassVar[str]
+    dot_product: ClassVar[bool] = True
 
     @abstractmethod
     def fit(self, data: Dataset, before: float | None = None, validation: Split | None = None) -> FitReport:
@@ -47,14 +54,25 @@ class Recommender(ABC):
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.maximum(norms, 1e-12)
 
+    def score_rows(self, data: Dataset, device: torch.device | None = None) -> Callable[[np.ndarray], torch.Tensor]:
+        """A scorer: user rows -> (len(rows), n_videos) scores on ``device``."""
+        device = device or pick_device()
+        items = torch.as_tensor(np.ascontiguousarray(self.item_vectors(), dtype=np.float32), device=device)
+
+        def score(rows: np.ndarray) -> torch.Tensor:
+            users = np.ascontiguousarray(self.user_vectors(data, rows), dtype=np.float32)
+            return torch.as_tensor(users, device=device) @ items.T
+
+        return score
+
     def recommend(
         self, data: Dataset, users: np.ndarray, k: int, *, seen: sparse.csr_matrix | None = None,
-        allowed_items: np.ndarray | None = None,
-    ):
-        """Top-k videos for user rows, excluding ``seen`` (rows indexed like the dataset's users)."""
-        queries = self.user_vectors(data, users)
-        exclude = seen[users] if seen is not None else None
-        yield from top_n(queries, self.item_vectors(), k, exclude=exclude, allowed_items=allowed_items)
+        allowed_items: np.ndarray | None = None, block_bytes: int = DEFAULT_BLOCK_BYTES,
+    ) -> Iterator[TopNBlock]:
+        """Top-k videos for user rows (block.queries are user rows), never one in ``seen``."""
+        device = pick_device()
+        yield from top_n_scored(self.score_rows(data, device), np.asarray(users), data.n_videos, k, exclude=seen,
+                                allowed_items=allowed_items, block_bytes=block_bytes, device=device)
 
     def similar_items(self, items: np.ndarray, k: int, *, allowed_items: np.ndarray | None = None):
         """Top-k most similar videos for the given video rows, never the video itself."""

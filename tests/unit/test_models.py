@@ -7,7 +7,7 @@ import pytest
 
 from rec_models.config import MFConfig
 from rec_models.evaluation import evaluate_ranking
-from rec_models.models import DomainPopularity, MatrixFactorization, Popularity, Recommender
+from rec_models.models import FeaturePopularity, MatrixFactorization, Popularity, Recommender
 from rec_models.topn import flatten
 
 
@@ -97,11 +97,11 @@ class TestPopularity(ModelContract):
         return Popularity()
 
 
-class TestDomainPopularity(ModelContract):
+class TestFeaturePopularity(ModelContract):
     has_similarity = False
 
     def make(self):
-        return DomainPopularity()
+        return FeaturePopularity()
 
     def test_serves_users_from_domains_alone(self, fitted, small_dataset, small_world):
         """Domain-only users get lists dominated by their planted topic."""

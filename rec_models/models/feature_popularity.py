@@ -1,4 +1,6 @@
-"""What people who visit your domains watch: serves users known only by their domains (warm start).
+"""What people with your features watch; for the video service, the features are the domains a user
+visits, so this serves users known only by their domains (warm start). On MovieLens the features are
+demographics, and this is the "feature popularity" baseline.
 
 score(user, video) = sum over domains d of w(user, d) * P(video | d) / P(video)^damping, where
 P(video | d) is learned from users who have both domains and views (smoothed toward overall
@@ -15,8 +17,8 @@ from rec_models.data.dataset import Dataset
 from rec_models.models.base import FitReport, Recommender
 
 
-class DomainPopularity(Recommender):
-    name = "domain_popularity"
+class FeaturePopularity(Recommender):
+    name = "feature_popularity"
 
     def __init__(self, max_domains: int = 2048, smoothing: float = 1.0, popularity_damping: float = 0.5):
         self.max_domains = max_domains
@@ -30,14 +32,14 @@ class DomainPopularity(Recommender):
 
     def fit(self, data: Dataset, before: float | None = None, validation=None) -> FitReport:
         views = data.interactions(before)
-        users_per_domain = np.diff(data.domain_bags.tocsc().indptr)
+        users_per_domain = np.diff(data.user_features.tocsc().indptr)
         # Domains everybody visits say nothing about taste: weight each by its inverse user frequency.
         self.domain_idf = np.log((1.0 + data.n_users) / (1.0 + users_per_domain)).astype(np.float32)
         # The most visited domains carry the signal; the long tail of rare ones only adds noise and size.
         self.domain_rows = np.sort(np.argsort(-users_per_domain, kind="stable")[: self.max_domains])
         self.domain_rows = self.domain_rows[users_per_domain[self.domain_rows] > 0]
         self.domain_idf = self.domain_idf[self.domain_rows]
-        bags = _normalise_rows(data.domain_bags[:, self.domain_rows] @ sparse.diags(self.domain_idf))
+        bags = _normalise_rows(data.user_features[:, self.domain_rows] @ sparse.diags(self.domain_idf))
         co = (bags.T @ views).toarray()  # (domains, videos)
         prior = np.asarray(views.sum(axis=0)).ravel() + 1.0
         prior /= prior.sum()
@@ -46,11 +48,11 @@ class DomainPopularity(Recommender):
         self.video_given_domain = (given / prior ** self.popularity_damping).astype(np.float32)
         return FitReport(epochs=1, best_epoch=1)
 
-    def known_domains(self) -> np.ndarray:
+    def known_features(self) -> np.ndarray:
         return self.domain_rows
 
     def user_vectors(self, data: Dataset, users: np.ndarray) -> np.ndarray:
-        bags = _normalise_rows(data.domain_bags[users][:, self.domain_rows] @ sparse.diags(self.domain_idf))
+        bags = _normalise_rows(data.user_features[users][:, self.domain_rows] @ sparse.diags(self.domain_idf))
         return bags.toarray().astype(np.float32)
 
     def item_vectors(self) -> np.ndarray:
