@@ -6,15 +6,16 @@ import dataclasses
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
-class MFConfig:
-    """Funk SVD trained as a neural net: embeddings + biases, dot product, BCE on sampled negatives."""
+class NeuralConfig:
+    """What every model trained by the shared loop needs: size, optimisation and early stopping."""
 
+    prefix: ClassVar[str] = "model"
     dim: int = 32
     epochs: int = 40
     batch_size: int = 2048
@@ -25,13 +26,55 @@ class MFConfig:
     patience: int = 5
 
     def __post_init__(self) -> None:
-        _require(self.dim >= 1, "mf.dim must be >= 1")
-        _require(self.epochs >= 1, "mf.epochs must be >= 1")
-        _require(self.batch_size >= 1, "mf.batch_size must be >= 1")
-        _require(self.learning_rate > 0, "mf.learning_rate must be > 0")
-        _require(self.negatives >= 1, "mf.negatives must be >= 1")
-        _require(self.l2 >= 0, "mf.l2 must be >= 0")
-        _require(self.patience >= 1, "mf.patience must be >= 1")
+        p = self.prefix
+        _require(self.dim >= 1, f"{p}.dim must be >= 1")
+        _require(self.epochs >= 1, f"{p}.epochs must be >= 1")
+        _require(self.batch_size >= 1, f"{p}.batch_size must be >= 1")
+        _require(self.learning_rate > 0, f"{p}.learning_rate must be > 0")
+        _require(self.negatives >= 1, f"{p}.negatives must be >= 1")
+        _require(self.l2 >= 0, f"{p}.l2 must be >= 0")
+        _require(self.patience >= 1, f"{p}.patience must be >= 1")
+
+
+@dataclass(frozen=True)
+class MFConfig(NeuralConfig):
+    """Funk SVD trained as a neural net: embeddings + biases, dot product, BCE on sampled negatives."""
+
+    prefix: ClassVar[str] = "mf"
+
+
+@dataclass(frozen=True)
+class NeuMFConfig(NeuralConfig):
+    """NCF after He et al. 2017: GMF and an MLP tower fused; optionally pretrained from both."""
+
+    prefix: ClassVar[str] = "neumf"
+    dim: int = 16
+    # MLP tower: mlp_layers layers, the first 2*dim wide, halving each time.
+    mlp_layers: int = 3
+    pretrain: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(1 <= self.mlp_layers <= 6, "neumf.mlp_layers must be between 1 and 6")
+        _require(self.dim * 2 >> (self.mlp_layers - 1) >= 1, "neumf.dim too small for that many mlp_layers")
+
+
+@dataclass(frozen=True)
+class TwoTowerConfig(NeuralConfig):
+    """Content-boosted two-tower: user = domains (+ id), video = id + content tokens; dot product."""
+
+    prefix: ClassVar[str] = "two_tower"
+    # Share of training steps that hide the id embeddings, so the feature towers learn to stand alone
+    # (they alone serve domain-only users and videos known only by their content).
+    id_dropout: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(0 <= self.id_dropout <= 1, "two_tower.id_dropout must be in [0, 1]")
+
+
+MODEL_NAMES = ("mf", "neumf", "two_tower")
+_NESTED = {"mf": MFConfig, "neumf": NeuMFConfig, "two_tower": TwoTowerConfig}
 
 
 @dataclass(frozen=True)
@@ -54,7 +97,12 @@ class PipelineConfig:
     keep_published_runs: int = 7
     torch_threads: int = 1
     run_root: str = field(default_factory=lambda: os.environ.get("RECS_RUN_ROOT", str(PROJECT_ROOT / "var" / "runs")))
+    # Which model's run serves the _current views: "auto" = best holdout NDCG@10 among the dot-product
+    # models that passed the quality gate tonight; the two-tower always serves domain-only users.
+    serving_model: str = "auto"
     mf: MFConfig = field(default_factory=MFConfig)
+    neumf: NeuMFConfig = field(default_factory=NeuMFConfig)
+    two_tower: TwoTowerConfig = field(default_factory=TwoTowerConfig)
 
     def __post_init__(self) -> None:
         _require(1 <= self.top_n <= 1000, "top_n must be between 1 and 1000")
@@ -64,25 +112,33 @@ class PipelineConfig:
         _require(0 <= self.max_rejected_share <= 1, "max_rejected_share must be in [0, 1]")
         _require(self.keep_published_runs >= 1, "keep_published_runs must be >= 1")
         _require(self.torch_threads >= 1, "torch_threads must be >= 1")
+        _require(self.serving_model in ("auto", *MODEL_NAMES),
+                 f"serving_model must be one of auto, {', '.join(MODEL_NAMES)}")
 
     @classmethod
     def from_params(cls, params: dict[str, Any] | None) -> "PipelineConfig":
         """Build from a flat dict (DAG params); nested model settings use a prefix, e.g. ``mf_dim``."""
         params = dict(params or {})
-        mf_kwargs = {f.name: params.pop(f"mf_{f.name}") for f in fields(MFConfig) if f"mf_{f.name}" in params}
-        known = {f.name for f in fields(cls)} - {"mf"}
+        nested = {}
+        for name, nested_cls in _NESTED.items():
+            taken = {f.name: params.pop(f"{name}_{f.name}") for f in fields(nested_cls) if f"{name}_{f.name}" in params}
+            nested[name] = nested_cls(**{k: _coerce(nested_cls, k, v) for k, v in taken.items()})
+        known = {f.name for f in fields(cls)} - set(_NESTED)
         unknown = sorted(set(params) - known)
         if unknown:
             raise ValueError(f"unknown pipeline params: {', '.join(unknown)}")
         kwargs = {k: _coerce(cls, k, v) for k, v in params.items()}
-        mf = MFConfig(**{k: _coerce(MFConfig, k, v) for k, v in mf_kwargs.items()})
-        return cls(mf=mf, **kwargs)
+        return cls(**nested, **kwargs)
 
     def to_params(self) -> dict[str, Any]:
         """The flat form, as stored with each model run."""
-        flat = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("mf", "run_root")}
-        flat.update({f"mf_{k}": v for k, v in dataclasses.asdict(self.mf).items()})
+        flat = {k: v for k, v in dataclasses.asdict(self).items() if k not in (*_NESTED, "run_root")}
+        for name in _NESTED:
+            flat.update({f"{name}_{k}": v for k, v in dataclasses.asdict(getattr(self, name)).items()})
         return flat
+
+    def model_config(self, model_name: str) -> NeuralConfig:
+        return getattr(self, model_name)
 
 
 def _coerce(owner: type, name: str, value: Any) -> Any:

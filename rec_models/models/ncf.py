@@ -1,0 +1,192 @@
+"""Neural Collaborative Filtering after He et al. 2017: GMF, MLP, and NeuMF fusing them.
+
+GMF's score h^T (p_u * q_i) is a dot product of (p_u * h) and q_i, so GMF is scored like MF. The MLP
+tower (and so NeuMF) scores a (user, video) pair with a network: user recommendations run that
+network on every candidate pair in blocks (costly online, fine in a nightly batch), and NeuMF's
+similar videos come from its GMF video embeddings.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from rec_models.config import NeuMFConfig
+from rec_models.data.dataset import Dataset, Split
+from rec_models.models.base import FitReport
+from rec_models.models.neural import NeuralRecommender, weights
+from rec_models.topn import pick_device
+
+log = logging.getLogger(__name__)
+
+# Elements of the (users x videos x first hidden layer) activations one scoring step may hold.
+_SCORING_ELEMENTS = 16 * 2**20
+
+
+def mlp_widths(dim: int, layers: int) -> list[int]:
+    """Input 2*dim (user and video embeddings concatenated), then halving: 2d -> d -> d/2 ..."""
+    return [max(1, 2 * dim >> i) for i in range(layers + 1)]
+
+
+class GMFPart(nn.Module):
+    def __init__(self, n_users: int, n_items: int, dim: int):
+        super().__init__()
+        self.user = nn.Embedding(n_users, dim, sparse=True)
+        self.item = nn.Embedding(n_items, dim, sparse=True)
+        nn.init.normal_(self.user.weight, std=0.01)
+        nn.init.normal_(self.item.weight, std=0.01)
+
+    def forward(self, users, items):
+        return self.user(users) * self.item(items)
+
+
+class MLPPart(nn.Module):
+    def __init__(self, n_users: int, n_items: int, dim: int, layers: int):
+        super().__init__()
+        self.user = nn.Embedding(n_users, dim, sparse=True)
+        self.item = nn.Embedding(n_items, dim, sparse=True)
+        nn.init.normal_(self.user.weight, std=0.01)
+        nn.init.normal_(self.item.weight, std=0.01)
+        widths = mlp_widths(dim, layers)
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.out_width = widths[-1]
+
+    def forward(self, users, items):
+        return self.tower(self.user(users), self.item(items))
+
+    def tower(self, u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        # The first layer on [u; i] splits into W_u u + W_i i: computed once per user and per video.
+        first = self.layers[0]
+        d = u.shape[-1]
+        h = torch.relu(u @ first.weight[:, :d].T + i @ first.weight[:, d:].T + first.bias)
+        for layer in self.layers[1:]:
+            h = torch.relu(layer(h))
+        return h
+
+
+class NCFModule(nn.Module):
+    """variant: "gmf", "mlp" or "neumf" (both parts, outputs concatenated before the last layer)."""
+
+    def __init__(self, variant: str, n_users: int, n_items: int, dim: int, layers: int):
+        super().__init__()
+        self.variant = variant
+        self.gmf = GMFPart(n_users, n_items, dim) if variant in ("gmf", "neumf") else None
+        self.mlp = MLPPart(n_users, n_items, dim, layers) if variant in ("mlp", "neumf") else None
+        width = (dim if self.gmf else 0) + (self.mlp.out_width if self.mlp else 0)
+        self.out = nn.Linear(width, 1)
+
+    def forward(self, users, items):
+        parts = []
+        if self.gmf is not None:
+            parts.append(self.gmf(users, items))
+        if self.mlp is not None:
+            parts.append(self.mlp(users, items))
+        return self.out(torch.cat(parts, -1)).squeeze(-1)
+
+    def l2(self, users, items):
+        total = 0.0
+        for part in (self.gmf, self.mlp):
+            if part is not None:
+                total = total + part.user(users).pow(2).sum(-1).mean() + part.item(items).pow(2).sum(-1).mean()
+        return total
+
+
+class NCF(NeuralRecommender):
+    """One class for the three variants; ``name`` picks which."""
+
+    name = "neumf"
+    variant = "neumf"
+    config_class = NeuMFConfig
+    dot_product = False
+
+    def build_module(self, shapes):
+        return NCFModule(self.variant, shapes["n_users"], shapes["n_items"], self.config.dim, self.config.mlp_layers)
+
+    def fit(self, data: Dataset, before: float | None = None, validation: Split | None = None,
+            epochs: int | None = None) -> FitReport:
+        if self.variant != "neumf" or not self.config.pretrain:
+            return super().fit(data, before, validation, epochs)
+        # The paper's pretraining: GMF and MLP trained alone, their weights initialise NeuMF, whose
+        # output layer is the two output layers side by side, each halved (alpha = 0.5).
+        gmf, mlp = GMF(self.config, self.seed), MLP(self.config, self.seed)
+        started = time.perf_counter()
+        gmf_report = gmf.fit(data, before, validation, epochs)
+        mlp_report = mlp.fit(data, before, validation, epochs)
+        self.shapes = self.shapes_for(data)
+        self.module = self.build_module(self.shapes)
+        with torch.no_grad():
+            self.module.gmf.load_state_dict(gmf.module.gmf.state_dict())
+            self.module.mlp.load_state_dict(mlp.module.mlp.state_dict())
+            self.module.out.weight.copy_(torch.cat([gmf.module.out.weight, mlp.module.out.weight], 1) * 0.5)
+            self.module.out.bias.copy_((gmf.module.out.bias + mlp.module.out.bias) * 0.5)
+        report = self.train_module(data, data.interactions(before), validation, epochs,
+                                   learning_rate=self.config.learning_rate / 2)
+        report.history = [{"pretrain": "gmf", **h} for h in gmf_report.history] + \
+                         [{"pretrain": "mlp", **h} for h in mlp_report.history] + report.history
+        report.seconds = time.perf_counter() - started
+        return report
+
+    # GMF part as vectors: user p*h, video q (used by similarity, and by scoring for GMF alone).
+    def _gmf_user(self, users: np.ndarray) -> np.ndarray:
+        h = self.module.out.weight.detach().cpu().numpy()[0, : self.config.dim]
+        return weights(self.module.gmf.user)[users] * h
+
+    def user_vectors(self, data: Dataset, users: np.ndarray) -> np.ndarray:
+        if self.variant != "gmf":
+            raise TypeError(f"{self.name} scores are not a dot product: use score_rows()")
+        return self._gmf_user(users)
+
+    def item_vectors(self) -> np.ndarray:
+        if self.variant == "mlp":
+            raise TypeError("the MLP has no item vectors")
+        return weights(self.module.gmf.item)
+
+    def similarity_vectors(self) -> np.ndarray:
+        if self.variant == "mlp":
+            raise TypeError("the MLP has no notion of similar videos")
+        factors = weights(self.module.gmf.item)
+        return factors / np.maximum(np.linalg.norm(factors, axis=1, keepdims=True), 1e-12)
+
+    def score_rows(self, data: Dataset, device: torch.device | None = None):
+        if self.variant == "gmf":
+            return super().score_rows(data, device)
+        device = device or pick_device()
+        module = self.module.to(device)
+        n_items = self.shapes["n_items"]
+        all_items = torch.arange(n_items, device=device)
+        d_gmf = self.config.dim if module.gmf is not None else 0
+        w_out = module.out.weight[0]
+        mlp_first = module.mlp.layers[0].out_features
+
+        @torch.no_grad()
+        def score(rows: np.ndarray) -> torch.Tensor:
+            users = torch.as_tensor(rows, device=device)
+            scores = torch.empty(len(rows), n_items, device=device)
+            if module.gmf is not None:
+                scores[:] = (module.gmf.user(users) * w_out[:d_gmf]) @ module.gmf.item(all_items).T
+            else:
+                scores.zero_()
+            u_emb = module.mlp.user(users)
+            step = max(1, _SCORING_ELEMENTS // max(1, len(rows) * mlp_first))
+            for start in range(0, n_items, step):
+                items = all_items[start:start + step]
+                h = module.mlp.tower(u_emb[:, None, :], module.mlp.item(items)[None, :, :])
+                scores[:, start:start + step] += h @ w_out[d_gmf:]
+            return scores + module.out.bias
+
+        return score
+
+
+class GMF(NCF):
+    name = "gmf"
+    variant = "gmf"
+    dot_product = True
+
+
+class MLP(NCF):
+    name = "mlp"
+    variant = "mlp"

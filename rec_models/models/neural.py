@@ -1,0 +1,94 @@
+"""What every PyTorch model shares: fit through the shared trainer with early stopping on a
+validation split, and persistence of the module's weights. Subclasses build the ``nn.Module`` and
+say how to read user and item vectors out of it."""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import abstractmethod
+
+import numpy as np
+import torch
+from torch import nn
+
+from rec_models.config import NeuralConfig
+from rec_models.data.dataset import Dataset, Split
+from rec_models.evaluation import evaluate_model
+from rec_models.models.base import FitReport, Recommender
+from rec_models.topn import pick_device
+from rec_models.training import TrainSettings, train_pointwise
+
+# Early stopping evaluates on at most this many validation users (enough for a stable signal).
+VALIDATION_USERS = 2000
+
+
+class NeuralRecommender(Recommender):
+    config_class: type[NeuralConfig] = NeuralConfig
+
+    def __init__(self, config: NeuralConfig | None = None, seed: int = 42):
+        self.config = config or self.config_class()
+        self.seed = seed
+        self.module: nn.Module | None = None
+        self.shapes: dict[str, int] = {}
+
+    @abstractmethod
+    def build_module(self, shapes: dict[str, int]) -> nn.Module:
+        """A fresh module for these sizes (n_users, n_items, ... as the subclass needs)."""
+
+    def shapes_for(self, data: Dataset) -> dict[str, int]:
+        return {"n_users": data.n_users, "n_items": data.n_videos}
+
+    def prepare(self, data: Dataset, interactions) -> None:
+        """Hook before training: subclasses attach data-dependent inputs (feature bags) to the module."""
+
+    def fit(self, data: Dataset, before: float | None = None, validation: Split | None = None,
+            epochs: int | None = None) -> FitReport:
+        interactions = data.interactions(before)
+        self.shapes = self.shapes_for(data)
+        torch.manual_seed(self.seed)
+        self.module = self.build_module(self.shapes)
+        self.prepare(data, interactions)
+        return self.train_module(data, interactions, validation, epochs)
+
+    def train_module(self, data: Dataset, interactions, validation: Split | None, epochs: int | None,
+                     learning_rate: float | None = None) -> FitReport:
+        validate = None
+        if validation is not None:
+            users = np.random.default_rng(self.seed).permutation(validation.test_users)[:VALIDATION_USERS]
+
+            def validate() -> float:
+                return evaluate_model(self, data, validation.train, validation.test, users, k=10).ndcg
+
+        n_epochs = epochs or self.config.epochs
+        settings = TrainSettings(
+            epochs=n_epochs, batch_size=self.config.batch_size,
+            learning_rate=learning_rate or self.config.learning_rate, negatives=self.config.negatives,
+            l2=self.config.l2, patience=self.config.patience if validation is not None else n_epochs, seed=self.seed,
+        )
+        device = pick_device()
+        report = train_pointwise(self.module, interactions, settings, validate=validate,
+                                 regularised=getattr(self.module, "l2", None), device=device)
+        self.module.to("cpu").eval()
+        return report
+
+    def state(self) -> dict[str, np.ndarray]:
+        arrays = {f"param.{k}": v.detach().cpu().numpy() for k, v in self.module.state_dict().items()}
+        arrays.update({f"shape.{k}": np.array(v) for k, v in self.shapes.items()})
+        return arrays
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.shapes = {k[6:]: int(v) for k, v in arrays.items() if k.startswith("shape.")}
+        self.module = self.build_module(self.shapes)
+        self.module.load_state_dict({k[6:]: torch.as_tensor(v) for k, v in arrays.items() if k.startswith("param.")})
+        self.module.eval()
+
+    def config_dict(self) -> dict:
+        return {"config": dataclasses.asdict(self.config), "seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "NeuralRecommender":
+        return cls(cls.config_class(**config["config"]), seed=config["seed"])
+
+
+def weights(table: nn.Module) -> np.ndarray:
+    return table.weight.detach().cpu().numpy()
