@@ -63,7 +63,8 @@ def train_pointwise(
     if n == 0:
         raise ValueError("no interactions to train on")
     module.to(device)
-    sparse_params = [p for m in module.modules() if isinstance(m, nn.Embedding) and m.sparse for p in m.parameters()]
+    sparse_params = [p for m in module.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and m.sparse
+                     for p in m.parameters()]
     dense_params = [p for p in module.parameters() if all(p is not q for q in sparse_params)]
     optimizers = []
     if sparse_params:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rec_models.config import MFConfig, NeuMFConfig
+from rec_models.config import MFConfig, NeuMFConfig, TwoTowerConfig
 from rec_models.evaluation import evaluate_model, evaluate_ranking
-from rec_models.models import GMF, MLP, NCF, FeaturePopularity, MatrixFactorization, Popularity, Recommender
+from rec_models.models import GMF, MLP, NCF, TwoTower, FeaturePopularity, MatrixFactorization, Popularity, Recommender
 from rec_models.topn import flatten
 
 
@@ -106,6 +106,42 @@ class TestMLP(ModelContract):
 class TestNeuMF(ModelContract):
     def make(self):
         return NCF(NeuMFConfig(epochs=15), seed=3)
+
+
+class TestTwoTower(ModelContract):
+    def make(self):
+        return TwoTower(TwoTowerConfig(epochs=20), seed=3)
+
+    def test_domains_alone_nearly_match_known_views(self, fitted, small_dataset):
+        """Users scored from their domains only reach >= 80% of the Recall@10 they reach with their ids."""
+        model, split = fitted
+        full = evaluate_model(model, small_dataset, split.train, split.test, split.test_users)
+        model.features_only = True
+        try:
+            warm = evaluate_model(model, small_dataset, split.train, split.test, split.test_users)
+        finally:
+            model.features_only = False
+        assert warm.recall >= 0.8 * full.recall, (warm.recall, full.recall)
+
+    def test_new_videos_are_placed_by_content(self, small_dataset, small_world):
+        """A video without any view gets neighbours of its own topic from its content alone."""
+        topic = dict(zip(small_world.video_id.tolist(), small_world.video_topic.tolist()))
+        views = small_dataset.interactions()
+        watched = np.asarray(views.sum(0)).ravel() > 0
+        hidden = np.flatnonzero(watched)[:30]  # pretend these were never watched
+        before = small_dataset.end + 1
+        keep = ~np.isin(small_dataset.view_video, hidden)
+        data = type(small_dataset)(**{**small_dataset.__dict__, "view_user": small_dataset.view_user[keep],
+                                      "view_video": small_dataset.view_video[keep],
+                                      "viewed_at": small_dataset.viewed_at[keep]})
+        model = TwoTower(TwoTowerConfig(epochs=10), seed=3)
+        model.fit(data, before=before)
+        assert not model.known_items()[hidden].any()
+        same = []
+        for block in model.similar_items(hidden, 10):
+            q, _, items, _ = flatten(block, data.video_ids, data.video_ids)
+            same.extend(topic[a] == topic[b] for a, b in zip(q.tolist(), items.tolist()))
+        assert np.mean(same) > 0.8
 
 
 class TestPopularity(ModelContract):
