@@ -7,17 +7,21 @@ Every night at 02:00 UTC, for the data interval that just ended:
 2. **validate_sources**: quarantine bad rows into `rec.rejected_rows` with a reason; stop here if a
    source is empty or more than `max_rejected_share` of it is bad (the published output stays as it was);
 3. **extract_snapshot**: read the valid rows as of the interval end (one consistent snapshot, COPY);
-4. **train_fallbacks** (popularity, domain popularity) and **train_mf** (Funk SVD as a neural net);
-5. **evaluate_mf** on the last `holdout_days` of views (full ranking), record the candidate in
-   `rec.model_runs`, and apply the quality gate (`quality_tolerance` against the published run);
-6. **score_mf**: top-`top_n` similar videos per active video and top-`top_n` videos per user
-   (segment hot / warm / cold);
-7. **publish_mf**: binary COPY into staging, audit, then one-transaction swap: the
-   `rec.*_current` views move to the new run at once;
-8. **summary**: a compact report in the log.
+4. **train_fallbacks** (popularity, domain popularity) and, in parallel, **train_mf** (Funk SVD as a
+   neural net), **train_neumf** (NCF: GMF + MLP, pretrained) and **train_two_tower** (domains and
+   content; serves domain-only users and new videos);
+5. **evaluate_*** each on the last `holdout_days` of views (full ranking), record the candidate in
+   `rec.model_runs`, and apply the quality gate (`quality_tolerance` against that model's published run);
+6. **score_***: top-`top_n` similar videos per active video and top-`top_n` videos per user
+   (segment hot / warm / cold) for each model that passed;
+7. **publish_***: binary COPY into staging, audit, attach as that run's partitions;
+8. **choose_serving**: one transaction points the `rec.*_current` views at the `serving_model`
+   (auto: best holdout NDCG@10 among dot-product models);
+9. **summary**: a compact report in the log.
 
-Re-running a logical date replaces that run's rows; it never duplicates them. The database is the
-Airflow Connection `recs_db`. Code lives in the `rec_models` package; this file only wires tasks.
+Re-running a logical date replaces that run's rows; it never duplicates them, and a backfill of an
+older date never takes serving away from a newer run. The database is the Airflow Connection
+`recs_db`. Code lives in the `rec_models` package; this file only wires tasks.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import pendulum
 from airflow.sdk import Asset, BaseHook, CronDataIntervalTimetable, Param, dag, get_current_context, task
 
 RECS_CONN_ID = "recs_db"
-MODEL = "mf"
+MODELS = ("mf", "neumf", "two_tower")  # rec_models.config.MODEL_NAMES, without importing it at parse time
 OUTPUT_ASSETS = [
     Asset(name=f"rec.{table}", uri=f"postgres://recs_db:5432/recs/rec/{table}")
     for table in ("similar_videos", "user_recommendations", "popular_videos")
@@ -50,6 +54,13 @@ PARAMS = {
     "mf_epochs": Param(40, type="integer", minimum=1, description="MF maximum epochs (early stopping decides)."),
     "mf_learning_rate": Param(0.02, type="number", exclusiveMinimum=0, description="MF Adam learning rate."),
     "mf_negatives": Param(4, type="integer", minimum=1, description="Sampled negatives per positive."),
+    "neumf_dim": Param(16, type="integer", minimum=1, description="NeuMF embedding size (GMF and MLP parts)."),
+    "neumf_epochs": Param(40, type="integer", minimum=1, description="NeuMF maximum epochs."),
+    "neumf_pretrain": Param(True, type="boolean", description="Pretrain NeuMF from GMF and MLP (He et al.)."),
+    "two_tower_dim": Param(32, type="integer", minimum=1, description="Two-tower embedding size."),
+    "two_tower_epochs": Param(40, type="integer", minimum=1, description="Two-tower maximum epochs."),
+    "serving_model": Param("auto", type="string", enum=["auto", *MODELS],
+                           description="Model whose run the _current views show (auto: best dot-product NDCG@10)."),
 }
 
 
@@ -120,29 +131,35 @@ def nightly_recommendations():
 
         return pipeline.train(_run_context(), pipeline.FALLBACKS)
 
-    @task(task_id=f"train_{MODEL}")
-    def train_model() -> dict:
+    @task
+    def train(model_name: str) -> dict:
         from rec_models import pipeline
 
-        return pipeline.train(_run_context(), MODEL)
+        return pipeline.train(_run_context(), model_name)
 
-    @task(task_id=f"evaluate_{MODEL}")
-    def evaluate_model() -> dict:
+    @task
+    def evaluate(model_name: str) -> dict:
         from rec_models import pipeline
 
-        return pipeline.evaluate(_run_context(), MODEL)
+        return pipeline.evaluate(_run_context(), model_name)
 
-    @task(task_id=f"score_{MODEL}")
-    def score_model(evaluation: dict) -> dict:
+    @task
+    def score(model_name: str, evaluation: dict, two_tower: dict) -> dict:
         from rec_models import pipeline
 
-        return pipeline.score(_run_context(), MODEL, evaluation)
+        return pipeline.score(_run_context(), model_name, evaluation, two_tower)
 
-    @task(task_id=f"publish_{MODEL}", outlets=OUTPUT_ASSETS)
-    def publish_model(evaluation: dict) -> dict:
+    @task(outlets=OUTPUT_ASSETS)
+    def publish(model_name: str, evaluation: dict) -> dict:
         from rec_models import pipeline
 
-        return pipeline.publish(_run_context(), MODEL, evaluation)
+        return pipeline.publish(_run_context(), model_name, evaluation)
+
+    @task
+    def choose_serving(evaluations: list[dict]) -> dict:
+        from rec_models import pipeline
+
+        return pipeline.choose_serving(_run_context(), evaluations)
 
     @task
     def summary() -> dict:
@@ -153,13 +170,21 @@ def nightly_recommendations():
     snapshot = extract_snapshot()
     migrate() >> validate_sources() >> snapshot
     fallbacks = train_fallbacks()
-    trained = train_model()
-    snapshot >> [fallbacks, trained]
-    evaluation = evaluate_model()
-    [fallbacks, trained] >> evaluation
-    scored = score_model(evaluation)
-    published = publish_model(evaluation)
-    scored >> published >> summary()
+    snapshot >> fallbacks
+    evaluations = {}
+    for name in MODELS:
+        trained = train.override(task_id=f"train_{name}")(name)
+        snapshot >> trained
+        evaluations[name] = evaluate.override(task_id=f"evaluate_{name}")(name)
+        [fallbacks, trained] >> evaluations[name]
+    published = []
+    for name in MODELS:
+        scored = score.override(task_id=f"score_{name}")(name, evaluations[name], evaluations["two_tower"])
+        done = publish.override(task_id=f"publish_{name}")(name, evaluations[name])
+        scored >> done
+        published.append(done)
+    serving = choose_serving(list(evaluations.values()))
+    published >> serving >> summary()
 
 
 nightly_recommendations()

@@ -74,16 +74,7 @@ def cmd_run(args) -> None:
     """The whole nightly run in this process, in DAG order."""
     from rec_models import pipeline
 
-    ctx = _context(args)
-    pipeline.migrate(ctx)
-    pipeline.validate(ctx)
-    pipeline.extract(ctx)
-    pipeline.train(ctx, pipeline.FALLBACKS)
-    pipeline.train(ctx, "mf")
-    evaluation = pipeline.evaluate(ctx, "mf")
-    pipeline.score(ctx, "mf", evaluation)
-    print(pipeline.publish(ctx, "mf", evaluation))
-    pipeline.summarize(ctx)
+    print(pipeline.run_all(_context(args)))
 
 
 def cmd_report(args) -> None:

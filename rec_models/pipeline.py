@@ -16,19 +16,19 @@ from pathlib import Path
 
 import numpy as np
 
-from rec_models.config import PipelineConfig
+from rec_models.config import MODEL_NAMES, PipelineConfig
 from rec_models.data.dataset import Dataset
 from rec_models.data.snapshot import Snapshot, extract_snapshot
 from rec_models.data.synthetic import SERVICE_START
 from rec_models.data.validate import validate_sources
 from rec_models.db.connect import connect
 from rec_models.db.migrate import apply_migrations
-from rec_models.db.outputs import OUTPUTS, POPULAR_VIDEOS, SIMILAR_VIDEOS, USER_RECOMMENDATIONS
-from rec_models.db.publish import audit_output, drop_staging, prune_published, stage_output, swap_in
+from rec_models.db.outputs import POPULAR_VIDEOS, SIMILAR_VIDEOS, USER_RECOMMENDATIONS
+from rec_models.db.publish import audit_output, drop_staging, point_serving, prune_published, stage_output, swap_in
 from rec_models.db.runs import quality_gate, record_model_run
-from rec_models.models import FeaturePopularity, MatrixFactorization, Popularity, Recommender
-from rec_models.evaluation import evaluate_ranking
-from rec_models.scoring import write_outputs, read_output_chunks
+from rec_models.models import NCF, FeaturePopularity, MatrixFactorization, Popularity, Recommender, TwoTower
+from rec_models.evaluation import evaluate_model
+from rec_models.scoring import ServingModels, read_output_chunks, write_outputs
 from rec_models.training import set_torch_threads
 
 log = logging.getLogger(__name__)
@@ -94,9 +94,14 @@ def load_dataset(ctx: RunContext) -> Dataset:
 
 
 def build_model(name: str, config: PipelineConfig) -> Recommender:
-    if name == "mf":
-        return MatrixFactorization(config.mf, seed=config.seed)
-    raise ValueError(f"unknown model {name!r}; known: mf")
+    builders = {
+        "mf": lambda: MatrixFactorization(config.mf, seed=config.seed),
+        "neumf": lambda: NCF(config.neumf, seed=config.seed),
+        "two_tower": lambda: TwoTower(config.two_tower, seed=config.seed),
+    }
+    if name not in builders:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(builders)}")
+    return builders[name]()
 
 
 def train(ctx: RunContext, model_name: str) -> dict:
@@ -132,13 +137,17 @@ def evaluate(ctx: RunContext, model_name: str) -> dict:
     candidate in rec.model_runs and apply the quality gate."""
     data = load_dataset(ctx)
     split = data.holdout(ctx.config.holdout_days)
-    users = split.test_users
-    metrics = {}
-    for name in (model_name, Popularity.name):
-        model = Recommender.load(ctx.model_dir(name, "eval"))
-        result = evaluate_ranking(model.user_vectors(data, np.arange(data.n_users)), model.item_vectors(),
-                                  split.train, split.test, users, k=10)
-        metrics[name] = result.as_dict()
+    model = Recommender.load(ctx.model_dir(model_name, "eval"))
+    baseline = Recommender.load(ctx.model_dir(Popularity.name, "eval"))
+    started = time.perf_counter()
+    metrics = evaluate_model(model, data, split.train, split.test, split.test_users).as_dict()
+    metrics["scoring_seconds"] = round(time.perf_counter() - started, 3)
+    metrics["baseline_popularity"] = evaluate_model(baseline, data, split.train, split.test, split.test_users).as_dict()
+    metrics["protocol"] = f"full ranking, last {ctx.config.holdout_days} day(s) before the interval end"
+    if isinstance(model, TwoTower):
+        # The same users scored from their domains alone: what a domain-only user can expect.
+        model.features_only = True
+        metrics["domains_only"] = evaluate_model(model, data, split.train, split.test, split.test_users).as_dict()
     fit = json.loads((ctx.model_dir(model_name, "serve") / "fit.json").read_text())
     validation = json.loads((ctx.run_dir / "validation.json").read_text())
     all_views = data.interactions()
@@ -147,61 +156,88 @@ def evaluate(ctx: RunContext, model_name: str) -> dict:
             conn, ctx, model_name,
             counts={"n_users": int((np.diff(all_views.indptr) > 0).sum()), "n_videos": data.n_videos,
                     "n_train_rows": int(split.train.nnz), "n_holdout_rows": int(split.test.nnz)},
-            metrics={**metrics[model_name], "baseline_popularity": metrics[Popularity.name],
-                     "protocol": f"full ranking, last {ctx.config.holdout_days} day(s) before the interval end"},
+            metrics=metrics,
             rejected_counts={t: v["by_reason"] for t, v in validation.items()},
             timings={"train_seconds": fit["train_seconds"], "best_epoch": fit["best_epoch"],
                      "positives_per_second": fit["positives_per_second"]},
         )
-        decision = quality_gate(conn, model_run_id, model_name, metrics[model_name]["ndcg@10"],
-                                ctx.config.quality_tolerance)
-    log.info("%s holdout %s; popularity %s; gate: %s", model_name, metrics[model_name],
-             metrics[Popularity.name], decision)
-    return {"model_run_id": model_run_id, "publish": decision["publish"], "reason": decision["reason"],
-            "ndcg@10": metrics[model_name]["ndcg@10"]}
+        decision = quality_gate(conn, model_run_id, model_name, metrics["ndcg@10"], ctx.config.quality_tolerance)
+    log.info("%s holdout %s; gate: %s", model_name, {k: v for k, v in metrics.items() if "@" in k}, decision)
+    return {"model": model_name, "model_run_id": model_run_id, "publish": decision["publish"],
+            "reason": decision["reason"], "ndcg@10": metrics["ndcg@10"], "dot_product": model.dot_product}
 
 
-def score(ctx: RunContext, model_name: str, evaluation: dict) -> dict:
-    """Top-N similar videos and per-user top-N (hot: model, warm: domains, cold: popularity) to files."""
+def score(ctx: RunContext, model_name: str, evaluation: dict, two_tower: dict | None = None) -> dict:
+    """Top-N similar videos and per-user top-N to files. Users: hot by this model, warm (domains only)
+    by the two-tower when it passed its gate tonight (else by domain popularity), cold by popularity.
+    New videos (no views) get neighbours from the two-tower's content tower."""
     if not evaluation["publish"]:
         log.info("model run %s did not pass the quality gate: nothing to score", evaluation["model_run_id"])
         return {"scored": False}
     set_torch_threads(ctx.config.torch_threads)
     data = load_dataset(ctx)
-    models = {name: Recommender.load(ctx.model_dir(name, "serve"))
-              for name in (model_name, Popularity.name, FeaturePopularity.name)}
-    out_dir = ctx.run_dir / "outputs" / model_name
-    counts = write_outputs(data, models[model_name], models[Popularity.name], models[FeaturePopularity.name],
-                           ctx.config, out_dir)
-    return {"scored": True, "rows": counts}
+    load = lambda name: Recommender.load(ctx.model_dir(name, "serve"))  # noqa: E731
+    content = load(TwoTower.name) if two_tower and two_tower["publish"] else None
+    warm = content if content is not None else load(FeaturePopularity.name)
+    counts = write_outputs(data, ServingModels(hot=load(model_name), warm=warm, cold=load(Popularity.name),
+                                               content=content),
+                           ctx.config, ctx.run_dir / "outputs" / model_name)
+    return {"scored": True, "rows": counts, "warm_model": warm.name}
 
 
-def publish(ctx: RunContext, model_name: str, evaluation: dict, serve: bool = True) -> dict:
-    """Stage with binary COPY, audit, then attach and switch the serving views in one transaction."""
+OUTPUT_TABLES = [SIMILAR_VIDEOS, USER_RECOMMENDATIONS, POPULAR_VIDEOS]
+
+
+def publish(ctx: RunContext, model_name: str, evaluation: dict) -> dict:
+    """Stage with binary COPY, audit, then attach as this run's partitions in one transaction.
+    Which run the _current views show is decided afterwards, for all models at once (choose_serving)."""
     model_run_id = int(evaluation["model_run_id"])
     if not evaluation["publish"]:
         return {"published": False, "model_run_id": model_run_id, "reason": evaluation["reason"]}
     out_dir = ctx.run_dir / "outputs" / model_name
-    outputs = [SIMILAR_VIDEOS, USER_RECOMMENDATIONS, POPULAR_VIDEOS]
     manifest = json.loads((out_dir / "manifest.json").read_text())
     timings = {}
     with connect(ctx.database_url) as conn:
         try:
-            for output in outputs:
+            for output in OUTPUT_TABLES:
                 started = time.perf_counter()
                 stage_output(conn, output, model_run_id, read_output_chunks(out_dir, output, model_run_id))
                 audit_output(conn, output, model_run_id, expected_groups=manifest["groups"].get(output.name))
                 timings[f"stage_{output.name}_s"] = round(time.perf_counter() - started, 3)
-            timings["swap_s"] = round(swap_in(conn, model_run_id, outputs, serve=serve), 3)
+            timings["swap_s"] = round(swap_in(conn, model_run_id, OUTPUT_TABLES), 3)
         except Exception:
             conn.rollback()
-            drop_staging(conn, outputs, model_run_id)
+            drop_staging(conn, OUTPUT_TABLES, model_run_id)
             raise
-        pruned = prune_published(conn, outputs, model_name, ctx.config.keep_published_runs)
+        pruned = prune_published(conn, OUTPUT_TABLES, model_name, ctx.config.keep_published_runs)
         conn.execute("UPDATE rec.model_runs SET timings = timings || %s::jsonb WHERE model_run_id = %s",
                      (json.dumps(timings), model_run_id))
         conn.commit()
     return {"published": True, "model_run_id": model_run_id, "timings": timings, "pruned": pruned}
+
+
+def choose_serving(ctx: RunContext, evaluations: list[dict]) -> dict:
+    """Point the _current views at one of tonight's published runs, all outputs in one transaction.
+
+    ``serving_model`` "auto" takes the best holdout NDCG@10 among dot-product models; a named model
+    that did not publish tonight falls back to auto. With nothing published, serving stays as it was.
+    """
+    published = [e for e in evaluations if e and e["publish"]]
+    wanted = ctx.config.serving_model
+    chosen = next((e for e in published if e["model"] == wanted), None)
+    if chosen is None:
+        if wanted != "auto":
+            log.warning("serving_model %s did not publish tonight: choosing automatically", wanted)
+        candidates = [e for e in published if e["dot_product"]] or published
+        chosen = max(candidates, key=lambda e: e["ndcg@10"], default=None)
+    if chosen is None:
+        log.warning("no model passed the quality gate tonight: the published output stays as it was")
+        return {"serving": None}
+    with connect(ctx.database_url) as conn:
+        moved = point_serving(conn, int(chosen["model_run_id"]), OUTPUT_TABLES)
+    if not moved:
+        log.info("a run for a later data interval serves already: this backfill does not take over")
+    return {"serving": chosen["model"], "model_run_id": chosen["model_run_id"], "moved": moved}
 
 
 def summarize(ctx: RunContext) -> dict:
@@ -215,8 +251,28 @@ def summarize(ctx: RunContext) -> dict:
     return summary
 
 
+def run_all(ctx: RunContext, models: tuple[str, ...] = MODEL_NAMES) -> dict:
+    """The whole nightly run in this process, in DAG order (the CLI and tests use it)."""
+    migrate(ctx)
+    validate(ctx)
+    extract(ctx)
+    train(ctx, FALLBACKS)
+    evaluations = {}
+    for name in models:
+        train(ctx, name)
+        evaluations[name] = evaluate(ctx, name)
+    two_tower = evaluations.get(TwoTower.name)
+    published = {}
+    for name, evaluation in evaluations.items():
+        score(ctx, name, evaluation, two_tower)
+        published[name] = publish(ctx, name, evaluation)
+    serving = choose_serving(ctx, list(evaluations.values()))
+    summarize(ctx)
+    return {"published": published, **serving}
+
+
 def clean_run_dir(ctx: RunContext) -> None:
     shutil.rmtree(ctx.run_dir, ignore_errors=True)
 
 
-__all__ = ["RunContext", "validate", "extract", "train", "evaluate", "score", "publish", "summarize", "OUTPUTS"]
+__all__ = ["RunContext", "validate", "extract", "train", "evaluate", "score", "publish", "choose_serving", "summarize"]

@@ -8,6 +8,7 @@ import logging
 import shutil
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -51,8 +52,23 @@ class _ChunkWriter:
         self.parts, self.buffered = [], 0
 
 
-def write_outputs(data: Dataset, model: Recommender, popularity: Recommender, domain_model: Recommender,
-                  config: PipelineConfig, folder: Path) -> dict[str, int]:
+@dataclass
+class ServingModels:
+    """Who serves what in one model run's outputs."""
+
+    hot: Recommender  # users with views, and similar videos among watched videos
+    warm: Recommender  # users known only by their features (domains)
+    cold: Recommender  # everybody else, and the popular list
+    content: Recommender | None = None  # places videos known only by their content (two-tower)
+
+
+def _learned_items(model: Recommender, watched: np.ndarray) -> np.ndarray:
+    """Videos a model can score meaningfully: all of them for a content model, else the watched ones
+    (an id-only model's vector for a never-watched video is its random initialisation)."""
+    return np.ones_like(watched) if model.content_aware else watched
+
+
+def write_outputs(data: Dataset, models: ServingModels, config: PipelineConfig, folder: Path) -> dict[str, int]:
     """Write similar videos, user recommendations (with segment) and the popular fallback list."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -60,34 +76,45 @@ def write_outputs(data: Dataset, model: Recommender, popularity: Recommender, do
     views = data.interactions()
     active = data.video_active
     seen = None if config.include_seen else views
+    watched = np.asarray(views.sum(axis=0)).ravel() > 0
     manifest: dict = {"files": {}, "groups": {}, "rows": {}}
 
-    # Similar videos: every active video the model has learned from views.
-    watched = np.asarray(views.sum(axis=0)).ravel() > 0
-    queries = np.flatnonzero(active & watched)
+    # Similar videos: watched ones by the model's embeddings; new ones by their content, if we can.
     similar = _ChunkWriter(folder, "similar_videos")
-    for block in model.similar_items(queries, config.top_n, allowed_items=active):
+    hot_candidates = active & _learned_items(models.hot, watched)
+    for block in models.hot.similar_items(np.flatnonzero(active & watched), config.top_n, allowed_items=hot_candidates):
         similar.add(block, data.video_ids, data.video_ids)
+    new_videos = np.flatnonzero(active & ~watched)
+    if models.content is not None and len(new_videos):
+        for block in models.content.similar_items(new_videos, config.top_n, allowed_items=active):
+            similar.add(block, data.video_ids, data.video_ids)
     _finish(manifest, "similar_videos", [similar])
 
     # User recommendations, routed explicitly by what we know of each user.
-    segments = data.segments(views, domain_model.known_features())
-    serving = {"hot": model, "warm": domain_model, "cold": popularity}
+    known_features = models.warm.known_features() if hasattr(models.warm, "known_features") else np.zeros(0, int)
+    segments = data.segments(views, known_features)
+    serving = {"hot": models.hot, "warm": models.warm, "cold": models.cold}
     writers = []
     for segment, users in segments.items():
         writer = _ChunkWriter(folder, "user_recommendations", segment)
+        model = serving[segment]
+        allowed = active & _learned_items(model, watched)
         if len(users):
-            for block in serving[segment].recommend(data, users, config.top_n, seen=seen, allowed_items=active):
+            segment_started = time.perf_counter()
+            for block in model.recommend(data, users, config.top_n, seen=seen, allowed_items=allowed):
                 writer.add(block, data.user_ids, data.video_ids)
+            log.info("%s users: %d served by %s in %.2f s", segment, len(users), model.name,
+                     time.perf_counter() - segment_started)
         writers.append(writer)
-        log.info("%s users: %d served by %s", segment, len(users), serving[segment].name)
     _finish(manifest, "user_recommendations", writers)
 
     popular = _ChunkWriter(folder, "popular_videos")
-    for block in popularity.recommend(data, np.zeros(1, dtype=np.int64), config.top_n, allowed_items=active):
+    for block in models.cold.recommend(data, np.zeros(1, dtype=np.int64), config.top_n, allowed_items=active):
         popular.add(block, np.zeros(1, dtype=np.int64), data.video_ids)
     _finish(manifest, "popular_videos", [popular])
     manifest["segments"] = {s: int(len(u)) for s, u in segments.items()}
+    manifest["models"] = {"hot": models.hot.name, "warm": models.warm.name, "cold": models.cold.name,
+                          "content": models.content.name if models.content else None}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
     log.info("scored %s in %.2f s", manifest["rows"], time.perf_counter() - started)
     return manifest["rows"]

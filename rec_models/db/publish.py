@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import psycopg
@@ -82,45 +82,66 @@ def audit_output(conn: psycopg.Connection, output: OutputTable, model_run_id: in
     return violations
 
 
-def swap_in(
-    conn: psycopg.Connection,
-    model_run_id: int,
-    outputs: Sequence[OutputTable],
-    *,
-    serve: bool,
-    lock_timeout_ms: int = 100,
-    max_attempts: int = 100,
-) -> float:
-    """Attach the staged tables as this run's partitions (replacing an earlier attempt of the same run),
-    mark the run published and, if ``serve``, point the outputs' serving rows at it. One transaction.
-
-    Returns the seconds the successful transaction took.
-    """
+def with_lock_retry(conn: psycopg.Connection, work: Callable[[], object], what: str, *,
+                    lock_timeout_ms: int = 100, max_attempts: int = 100) -> float:
+    """Run ``work`` in one transaction that waits at most ``lock_timeout_ms`` for each lock, retrying
+    with backoff: a long reader then delays only us, instead of every reader queued behind our lock.
+    Returns the seconds the successful transaction took."""
     for attempt in range(1, max_attempts + 1):
         started = time.perf_counter()
         try:
             with conn.transaction():
                 conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{int(lock_timeout_ms)}ms")))
-                for output in outputs:
-                    _replace_partition(conn, output, model_run_id)
-                conn.execute(
-                    "UPDATE rec.model_runs SET status = 'published', published_at = now(), "
-                    "updated_at = now() WHERE model_run_id = %s", (model_run_id,))
-                if serve:
-                    for output in outputs:
-                        conn.execute(
-                            "INSERT INTO rec.serving (output_name, model_run_id) VALUES (%s, %s) "
-                            "ON CONFLICT (output_name) DO UPDATE SET model_run_id = EXCLUDED.model_run_id, published_at = now()",
-                            (output.name, model_run_id))
-            seconds = time.perf_counter() - started
-            log.info("published model run %d (%s) in %.3f s, attempt %d", model_run_id,
-                     ", ".join(o.name for o in outputs), seconds, attempt)
-            return seconds
+                work()
+            return time.perf_counter() - started
         except errors.LockNotAvailable:
-            # A long reader holds a lock we need: back off instead of queueing every reader behind us.
-            log.warning("publish of run %d waited > %d ms for a lock (attempt %d); retrying", model_run_id, lock_timeout_ms, attempt)
+            log.warning("%s waited > %d ms for a lock (attempt %d); retrying", what, lock_timeout_ms, attempt)
             time.sleep(min(0.05 * attempt, 1.0))
-    raise TimeoutError(f"could not take the locks to publish model run {model_run_id} after {max_attempts} attempts")
+    raise TimeoutError(f"could not take the locks for {what} after {max_attempts} attempts")
+
+
+def swap_in(conn: psycopg.Connection, model_run_id: int, outputs: Sequence[OutputTable], **retry) -> float:
+    """Attach the staged tables as this run's partitions (replacing an earlier attempt of the same run,
+    atomically for its readers) and mark the run published. One transaction; returns its seconds."""
+
+    def work() -> None:
+        for output in outputs:
+            _replace_partition(conn, output, model_run_id)
+        conn.execute("UPDATE rec.model_runs SET status = 'published', published_at = now(), updated_at = now() "
+                     "WHERE model_run_id = %s", (model_run_id,))
+
+    seconds = with_lock_retry(conn, work, f"publish of model run {model_run_id}", **retry)
+    log.info("published model run %d (%s) in %.3f s", model_run_id, ", ".join(o.name for o in outputs), seconds)
+    return seconds
+
+
+def point_serving(conn: psycopg.Connection, model_run_id: int, outputs: Sequence[OutputTable], *,
+                  allow_older: bool = False, **retry) -> bool:
+    """Make the _current views show ``model_run_id`` for these outputs, all in one transaction.
+
+    A run for an older data interval than the one serving now (a backfill) does not take over,
+    unless ``allow_older`` (a rollback). Returns whether the pointers moved.
+    """
+    moved = False
+
+    def work() -> None:
+        nonlocal moved
+        newer = conn.execute(
+            "SELECT coalesce(bool_and(new.data_interval_end >= cur.data_interval_end), true) "
+            "FROM rec.serving s JOIN rec.model_runs cur ON cur.model_run_id = s.model_run_id, "
+            "rec.model_runs new WHERE new.model_run_id = %s AND s.output_name = ANY(%s)",
+            (model_run_id, [o.name for o in outputs])).fetchone()[0]
+        if not (newer or allow_older):
+            return
+        for output in outputs:
+            conn.execute(
+                "INSERT INTO rec.serving (output_name, model_run_id) VALUES (%s, %s) ON CONFLICT (output_name) "
+                "DO UPDATE SET model_run_id = EXCLUDED.model_run_id, published_at = now()",
+                (output.name, model_run_id))
+        moved = True
+
+    with_lock_retry(conn, work, f"serving switch to model run {model_run_id}", **retry)
+    return moved
 
 
 def _replace_partition(conn: psycopg.Connection, output: OutputTable, model_run_id: int) -> None:

@@ -35,6 +35,8 @@ class Recommender(ABC):
 
     name: ClassVar[str]
     dot_product: ClassVar[bool] = True
+    # Scores videos from their content too, so it can rank videos nobody has watched yet.
+    content_aware: ClassVar[bool] = False
 
     @abstractmethod
     def fit(self, data: Dataset, before: float | None = None, validation: Split | None = None) -> FitReport:

@@ -97,6 +97,7 @@ class TwoTowerModule(nn.Module):
 class TwoTower(NeuralRecommender):
     name = "two_tower"
     config_class = TwoTowerConfig
+    content_aware = True
 
     def __init__(self, config: TwoTowerConfig | None = None, seed: int = 42):
         super().__init__(config, seed)

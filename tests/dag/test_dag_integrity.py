@@ -40,13 +40,21 @@ def test_schedule_and_safety(dagbag):
 def test_task_wiring(dagbag):
     dag = dagbag.dags["nightly_recommendations"]
     ids = {t.task_id for t in dag.tasks}
-    assert ids == {"migrate", "validate_sources", "extract_snapshot", "train_fallbacks", "train_mf",
-                   "evaluate_mf", "score_mf", "publish_mf", "summary"}
+    models = ("mf", "neumf", "two_tower")
+    per_model = {f"{step}_{m}" for step in ("train", "evaluate", "score", "publish") for m in models}
+    assert ids == {"migrate", "validate_sources", "extract_snapshot", "train_fallbacks", "choose_serving",
+                   "summary"} | per_model
     assert dag.get_task("validate_sources").downstream_task_ids == {"extract_snapshot"}
-    assert dag.get_task("extract_snapshot").downstream_task_ids == {"train_fallbacks", "train_mf"}
-    assert dag.get_task("publish_mf").upstream_task_ids == {"evaluate_mf", "score_mf"}
-    assert [a.name for a in dag.get_task("publish_mf").outlets] == [
-        "rec.similar_videos", "rec.user_recommendations", "rec.popular_videos"]
+    assert dag.get_task("extract_snapshot").downstream_task_ids == {"train_fallbacks"} | {f"train_{m}" for m in models}
+    for m in models:
+        assert dag.get_task(f"evaluate_{m}").upstream_task_ids == {"train_fallbacks", f"train_{m}"}
+        # Warm users of every model's output are served by tonight's two-tower.
+        assert dag.get_task(f"score_{m}").upstream_task_ids == {f"evaluate_{m}", "evaluate_two_tower"}
+        assert dag.get_task(f"publish_{m}").upstream_task_ids == {f"evaluate_{m}", f"score_{m}"}
+        assert [a.name for a in dag.get_task(f"publish_{m}").outlets] == [
+            "rec.similar_videos", "rec.user_recommendations", "rec.popular_videos"]
+    assert dag.get_task("choose_serving").upstream_task_ids >= {f"publish_{m}" for m in models}
+    assert dag.get_task("summary").upstream_task_ids == {"choose_serving"}
 
 
 def test_params_have_defaults_that_build_a_config(dagbag):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -19,16 +20,7 @@ TOP_N = 10
 
 
 def run_all(ctx: RunContext) -> dict:
-    pipeline.migrate(ctx)
-    pipeline.validate(ctx)
-    pipeline.extract(ctx)
-    pipeline.train(ctx, pipeline.FALLBACKS)
-    pipeline.train(ctx, "mf")
-    evaluation = pipeline.evaluate(ctx, "mf")
-    pipeline.score(ctx, "mf", evaluation)
-    result = pipeline.publish(ctx, "mf", evaluation)
-    pipeline.summarize(ctx)
-    return result
+    return pipeline.run_all(ctx)
 
 
 @pytest.fixture(scope="module")
@@ -39,23 +31,37 @@ def published(database_factory, small_world, tmp_path_factory):
 
         apply_migrations(url)
         seed_world(conn, small_world)
-    config = PipelineConfig(top_n=TOP_N, run_root=str(tmp_path_factory.mktemp("runs")))
+        # New videos, known only by their content: copies of existing videos' text under new ids.
+        conn.execute("INSERT INTO videos (video_id, title, description, tags, published_at, is_active) "
+                     "SELECT video_id + 900000, 'New: ' || title, description, tags, now(), true "
+                     "FROM videos WHERE is_active ORDER BY video_id LIMIT 12")
+        conn.commit()
+    config = PipelineConfig.from_params({"top_n": TOP_N, "mf_epochs": 20, "neumf_epochs": 10, "two_tower_epochs": 15})
+    config = dataclasses.replace(config, run_root=str(tmp_path_factory.mktemp("runs")))
     ctx = RunContext(database_url=url, interval_end=END, dag_run_id="test", config=config)
     result = run_all(ctx)
     return url, ctx, result
 
 
-def test_publishes_and_records_the_run(published):
+def test_every_model_is_recorded_and_the_best_dot_product_model_serves(published):
     url, ctx, result = published
-    assert result["published"]
+    assert {name for name, p in result["published"].items() if p["published"]} == {"mf", "neumf", "two_tower"}
     with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT status, metrics, n_users, n_train_rows FROM rec.model_runs WHERE model_run_id = %s",
-                           (result["model_run_id"],)).fetchone()
-        assert row[0] == "published"
-        assert row[1]["ndcg@10"] > row[1]["baseline_popularity"]["ndcg@10"]
-        assert row[2] > 0 and row[3] > 0
+        rows = conn.execute("SELECT model_name, model_run_id, status, metrics, n_users, n_train_rows "
+                            "FROM rec.model_runs").fetchall()
+        assert {r[0] for r in rows} == {"mf", "neumf", "two_tower"}
+        for name, _, status, metrics, n_users, n_train in rows:
+            assert status == "published"
+            assert metrics["ndcg@10"] > metrics["baseline_popularity"]["ndcg@10"], name
+            assert n_users > 0 and n_train > 0
+        by_name = {r[0]: r for r in rows}
+        best = max(("mf", "two_tower"), key=lambda m: by_name[m][3]["ndcg@10"])
+        assert result["serving"] == best
         serving = dict(conn.execute("SELECT output_name, model_run_id FROM rec.serving").fetchall())
-        assert set(serving.values()) == {result["model_run_id"]}
+        assert set(serving.values()) == {by_name[best][1]}
+        # Domain-only users reach most of the recall the same users get with their views known.
+        tt = by_name["two_tower"][3]
+        assert tt["domains_only"]["recall@10"] >= 0.8 * tt["recall@10"]
 
 
 def test_similar_videos_contract(published, small_world):
@@ -69,8 +75,12 @@ def test_similar_videos_contract(published, small_world):
     by_video: dict[int, list] = {}
     for video, rank, other, score in rows:
         by_video.setdefault(video, []).append((rank, other, score))
-    assert set(by_video) == watched_active  # every active video with views has neighbours
+    new_videos = {v for v in active if v > 900000}
+    assert new_videos and set(by_video) == watched_active | new_videos  # every active video has neighbours
     topic = dict(zip(small_world.video_id.tolist(), small_world.video_topic.tolist()))
+    topic.update({v: topic[v - 900000] for v in new_videos})
+    new_same = [topic[v] == topic[o] for v in new_videos for _, o, _ in by_video[v]]
+    assert np.mean(new_same) > 0.6, np.mean(new_same)  # placed by content alone
     same_topic = []
     for video, items in by_video.items():
         assert len(items) == TOP_N
@@ -122,14 +132,17 @@ def test_rerun_of_the_same_interval_replaces_not_duplicates(published):
                               "ORDER BY user_id, rank").fetchall()
         similar_before = conn.execute("SELECT * FROM rec.similar_videos_current ORDER BY video_id, rank").fetchall()
     again = run_all(ctx)
-    assert again["model_run_id"] == first["model_run_id"]
+    assert {m: p["model_run_id"] for m, p in again["published"].items()} == \
+        {m: p["model_run_id"] for m, p in first["published"].items()}
     with psycopg.connect(url) as conn:
         after = conn.execute("SELECT user_id, rank, video_id, score, segment FROM rec.user_recommendations_current "
                              "ORDER BY user_id, rank").fetchall()
         assert after == before  # same data, same seed: identical rows
         assert conn.execute("SELECT * FROM rec.similar_videos_current ORDER BY video_id, rank").fetchall() == similar_before
-        assert conn.execute("SELECT count(*) FROM rec.model_runs").fetchone()[0] == 1
-        assert conn.execute("SELECT count(*) FROM rec.user_recommendations").fetchone()[0] == len(before)
+        assert conn.execute("SELECT count(*) FROM rec.model_runs").fetchone()[0] == 3
+        served = conn.execute("SELECT model_run_id FROM rec.serving WHERE output_name = 'user_recommendations'").fetchone()[0]
+        assert conn.execute("SELECT count(*) FROM rec.user_recommendations WHERE model_run_id = %s",
+                            (served,)).fetchone()[0] == len(before)
         leftovers = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'rec' AND tablename LIKE '%%_stage_%%'").fetchone()[0]
         assert leftovers == 0
 
