@@ -51,11 +51,21 @@ def demo_report(conn: psycopg.Connection, samples: int = 3, top: int = 5) -> str
     lines.append("")
     for view, count in current_row_counts(conn).items():
         lines.append(f"rows in rec.{view:<30} {count:>10,}")
-    metrics = serving[0][4]
-    base = metrics.get("baseline_popularity", {})
-    lines += ["", f"holdout ({metrics.get('protocol', '')}), {metrics.get('users')} users:"]
-    for key in ("ndcg@10", "recall@10", "hr@10", "coverage@10"):
-        lines.append(f"  {key:<12} {serving[0][2]}: {metrics.get(key, float('nan')):.4f}   popularity: {base.get(key, float('nan')):.4f}")
+    run_key = serving[0][3]
+    lines += ["", f"holdout ({serving[0][4].get('protocol', '')}), models trained for {run_key}:",
+              f"  {'model':<10} {'status':<10} {'NDCG@10':>8} {'Recall@10':>10} {'HR@10':>7} {'train s':>8}  note"]
+    for name, status, reason, metrics, timings in conn.execute(
+            "SELECT model_name, status, status_reason, metrics, timings FROM rec.model_runs WHERE run_key = %s "
+            "ORDER BY model_name", (run_key,)).fetchall():
+        note = "serving" if name == serving[0][2] else (reason or "")
+        if "domains_only" in metrics:
+            note += f"; domain-only users: Recall@10 {metrics['domains_only']['recall@10']:.4f}"
+        lines.append(f"  {name:<10} {status:<10} {metrics.get('ndcg@10', float('nan')):>8.4f} "
+                     f"{metrics.get('recall@10', float('nan')):>10.4f} {metrics.get('hr@10', float('nan')):>7.4f} "
+                     f"{timings.get('train_seconds', float('nan')):>8.1f}  {note}")
+    base = serving[0][4].get("baseline_popularity", {})
+    lines.append(f"  {'popularity':<10} {'baseline':<10} {base.get('ndcg@10', float('nan')):>8.4f} "
+                 f"{base.get('recall@10', float('nan')):>10.4f} {base.get('hr@10', float('nan')):>7.4f}")
     videos = conn.execute(
         "SELECT video_id FROM (SELECT DISTINCT video_id FROM rec.similar_videos_current) v "
         "ORDER BY hashint8(video_id) LIMIT %s", (samples,)).fetchall()

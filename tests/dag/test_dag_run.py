@@ -35,7 +35,8 @@ def dag(airflow_metadata):
 
 
 def _run(dag):
-    dag_run = dag.test(logical_date=END, run_conf={"top_n": 10, "mf_epochs": 15})
+    dag_run = dag.test(logical_date=END, run_conf={"top_n": 10, "mf_epochs": 15, "neumf_epochs": 8,
+                                                   "two_tower_epochs": 10})
     states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
     return dag_run, states
 
@@ -45,12 +46,12 @@ def test_dag_run_publishes_and_rerun_is_idempotent(dag, recs_db):
     assert str(dag_run.state) == "success", states
     assert set(states.values()) == {"success"}, states
     with psycopg.connect(recs_db) as conn:
-        runs = conn.execute("SELECT model_run_id, model_name, status, dag_run_id, data_interval_start, data_interval_end "
-                            "FROM rec.model_runs").fetchall()
-        assert len(runs) == 1
-        run_id, model, status, dag_run_id, start, end = runs[0]
-        assert (model, status, dag_run_id) == ("mf", "published", dag_run.run_id)
-        assert end == END and start == END - timedelta(days=1)  # the cron interval ending at END
+        runs = conn.execute("SELECT model_name, status, dag_run_id, data_interval_start, data_interval_end "
+                            "FROM rec.model_runs ORDER BY model_name").fetchall()
+        assert [r[0] for r in runs] == ["mf", "neumf", "two_tower"]  # all three ran and were recorded
+        for model, status, dag_run_id, start, end in runs:
+            assert (status, dag_run_id) == ("published", dag_run.run_id), model
+            assert end == END and start == END - timedelta(days=1)  # the cron interval ending at END
         first = conn.execute("SELECT user_id, rank, video_id, score, segment FROM rec.user_recommendations_current "
                              "ORDER BY user_id, rank").fetchall()
         assert first and max(r[1] for r in first) == 10  # the top_n param reached the task
@@ -59,9 +60,9 @@ def test_dag_run_publishes_and_rerun_is_idempotent(dag, recs_db):
     dag_run_2, states_2 = _run(dag)
     assert str(dag_run_2.state) == "success", states_2
     with psycopg.connect(recs_db) as conn:
-        assert conn.execute("SELECT count(*) FROM rec.model_runs").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM rec.model_runs").fetchone()[0] == 3
         again = conn.execute("SELECT user_id, rank, video_id, score, segment FROM rec.user_recommendations_current "
                              "ORDER BY user_id, rank").fetchall()
         assert again == first
-        assert conn.execute("SELECT count(*) FROM rec.user_recommendations").fetchone()[0] == len(first)
-        assert conn.execute("SELECT dag_run_id FROM rec.model_runs").fetchone()[0] == dag_run_2.run_id
+        assert conn.execute("SELECT count(*) FROM rec.user_recommendations_current").fetchone()[0] == len(first)
+        assert {r[0] for r in conn.execute("SELECT dag_run_id FROM rec.model_runs")} == {dag_run_2.run_id}
