@@ -24,9 +24,12 @@ class NeuralConfig:
     l2: float = 1e-2
     # Stop when validation NDCG@10 has not improved for this many epochs.
     patience: int = 5
+    # "bce" (pointwise, as He et al.) or "softmax" (sampled softmax over the positive and its negatives).
+    loss: str = "bce"
 
     def __post_init__(self) -> None:
         p = self.prefix
+        _require(self.loss in ("bce", "softmax"), f"{p}.loss must be bce or softmax")
         _require(self.dim >= 1, f"{p}.dim must be >= 1")
         _require(self.epochs >= 1, f"{p}.epochs must be >= 1")
         _require(self.batch_size >= 1, f"{p}.batch_size must be >= 1")

@@ -31,6 +31,9 @@ class TrainSettings:
     l2: float
     patience: int
     seed: int
+    # "bce": each pair is a binary example; "softmax": the positive competes with its negatives
+    # (sampled softmax), which optimises the ranking more directly.
+    loss: str = "bce"
 
 
 def set_torch_threads(threads: int) -> None:
@@ -88,7 +91,11 @@ def train_pointwise(
             i_all = torch.cat([pos, neg.reshape(-1)])
             labels = torch.cat([torch.ones(len(u), device=device), torch.zeros(len(u) * settings.negatives, device=device)])
             logits = module(u_all, i_all)
-            loss = loss_fn(logits, labels)
+            if settings.loss == "softmax":
+                grouped = torch.cat([logits[: len(u), None], logits[len(u):].view(len(u), settings.negatives)], 1)
+                loss = nn.functional.cross_entropy(grouped, torch.zeros(len(u), dtype=torch.long, device=device))
+            else:
+                loss = loss_fn(logits, labels)
             if regularised is not None and settings.l2 > 0:
                 loss = loss + settings.l2 * regularised(u_all, i_all)
             for opt in optimizers:

@@ -8,6 +8,7 @@ video's content bag (title, description and tag tokens). Rows and columns are de
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,6 +84,19 @@ class Dataset:
             user_features=features, user_feature_names=list(user_feature_names),
             item_features=item_features, item_feature_names=tokens, end=float(end), video_text=video_text,
         )
+
+    def with_views(self, keep: np.ndarray) -> "Dataset":
+        """The same users, videos and features with only the views where ``keep`` is true (protocol splits)."""
+        return dataclasses.replace(self, view_user=self.view_user[keep], view_video=self.view_video[keep],
+                                   viewed_at=self.viewed_at[keep])
+
+    def split_by_views(self, test: np.ndarray) -> Split:
+        """A Split whose test pairs are the views flagged in ``test`` (minus pairs also in training)."""
+        train = _binary(self.view_user[~test], self.view_video[~test], self.n_users, self.n_videos)
+        held = _binary(self.view_user[test], self.view_video[test], self.n_users, self.n_videos)
+        held = (held - held.multiply(train)).tocsr()
+        held.eliminate_zeros()
+        return Split(train=train, test=held, boundary=float("nan"))
 
     @property
     def n_users(self) -> int:

@@ -64,6 +64,7 @@ class NeuralRecommender(Recommender):
             epochs=n_epochs, batch_size=self.config.batch_size,
             learning_rate=learning_rate or self.config.learning_rate, negatives=self.config.negatives,
             l2=self.config.l2, patience=self.config.patience if validation is not None else n_epochs, seed=self.seed,
+            loss=self.config.loss,
         )
         device = pick_device()
         report = train_pointwise(self.module, interactions, settings, validate=validate,

@@ -10,14 +10,18 @@ from rec_models.models.base import FitReport, Recommender
 class Popularity(Recommender):
     name = "popularity"
 
-    def __init__(self, half_life_days: float = 7.0):
+    def __init__(self, half_life_days: float | None = 7.0):
+        # None: plain counts (the classic baseline); otherwise a view loses half its weight per half-life.
         self.half_life_days = half_life_days
         self.scores = np.zeros(0, dtype=np.float32)
 
     def fit(self, data: Dataset, before: float | None = None, validation=None) -> FitReport:
         cutoff = data.end if before is None else before
         seen = data.viewed_at < cutoff
-        weight = 0.5 ** ((cutoff - data.viewed_at[seen]) / DAY / self.half_life_days)
+        if self.half_life_days is None:
+            weight = np.ones(int(seen.sum()))
+        else:
+            weight = 0.5 ** ((cutoff - data.viewed_at[seen]) / DAY / self.half_life_days)
         counts = np.bincount(data.view_video[seen], weights=weight, minlength=data.n_videos)
         self.scores = np.log1p(counts).astype(np.float32)
         return FitReport(epochs=1, best_epoch=1)
