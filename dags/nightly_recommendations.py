@@ -57,8 +57,8 @@ PARAMS = {
     "neumf_dim": Param(16, type="integer", minimum=1, description="NeuMF embedding size (GMF and MLP parts)."),
     "neumf_epochs": Param(40, type="integer", minimum=1, description="NeuMF maximum epochs."),
     "neumf_pretrain": Param(True, type="boolean", description="Pretrain NeuMF from GMF and MLP (He et al.)."),
-    "two_tower_dim": Param(32, type="integer", minimum=1, description="Two-tower embedding size."),
-    "two_tower_epochs": Param(40, type="integer", minimum=1, description="Two-tower maximum epochs."),
+    "two_tower_dim": Param(64, type="integer", minimum=1, description="Two-tower embedding size."),
+    "two_tower_epochs": Param(100, type="integer", minimum=1, description="Two-tower maximum epochs."),
     "serving_model": Param("auto", type="string", enum=["auto", *MODELS],
                            description="Model whose run the _current views show (auto: best dot-product NDCG@10)."),
 }

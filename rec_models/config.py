@@ -24,12 +24,9 @@ class NeuralConfig:
     l2: float = 1e-2
     # Stop when validation NDCG@10 has not improved for this many epochs.
     patience: int = 5
-    # "bce" (pointwise, as He et al.) or "softmax" (sampled softmax over the positive and its negatives).
-    loss: str = "bce"
 
     def __post_init__(self) -> None:
         p = self.prefix
-        _require(self.loss in ("bce", "softmax"), f"{p}.loss must be bce or softmax")
         _require(self.dim >= 1, f"{p}.dim must be >= 1")
         _require(self.epochs >= 1, f"{p}.epochs must be >= 1")
         _require(self.batch_size >= 1, f"{p}.batch_size must be >= 1")
@@ -67,13 +64,24 @@ class TwoTowerConfig(NeuralConfig):
     """Content-boosted two-tower: user = domains (+ id), video = id + content tokens; dot product."""
 
     prefix: ClassVar[str] = "two_tower"
-    # Share of training steps that hide the id embeddings, so the feature towers learn to stand alone
-    # (they alone serve domain-only users and videos known only by their content).
-    id_dropout: float = 0.5
+    dim: int = 64
+    epochs: int = 100
+    batch_size: int = 64  # users per step: each predicts its whole history over every video
+    learning_rate: float = 0.003
+    l2: float = 1.0  # on all weights, per user in the data
+    patience: int = 15
+    # Share of videos whose id embedding is hidden at each step, so the content tower learns to stand
+    # alone (it alone places videos nobody has watched yet).
+    id_dropout: float = 0.2
+    # Share of each history dropped at each step (denoising, as Mult-DAE), and share of users whose
+    # whole history is hidden, so the domain tower alone serves users known only by their domains.
+    history_dropout: float = 0.5
+    domains_only_share: float = 0.1
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _require(0 <= self.id_dropout <= 1, "two_tower.id_dropout must be in [0, 1]")
+        for name in ("id_dropout", "history_dropout", "domains_only_share"):
+            _require(0 <= getattr(self, name) < 1, f"two_tower.{name} must be in [0, 1)")
 
 
 MODEL_NAMES = ("mf", "neumf", "two_tower")

@@ -51,7 +51,10 @@ def load_movielens(path: Path = DEFAULT_PATH) -> MovieLens:
         fields = line.split("|")
         item_id, flags = int(fields[0]), fields[5:]
         tags = [g for g, f in zip(genres, flags) if f == "1" and g != "unknown"]
-        video_text[item_id] = {"title": fields[1], "description": "", "tags": tags}
+        # The release year is content too (what is new when the ratings were collected matters).
+        year = fields[2][-4:] if fields[2][-4:].isdigit() else ""
+        content_tags = tags + ([f"year:{year}"] if year else [])
+        video_text[item_id] = {"title": fields[1], "description": "", "tags": content_tags}
         item_ids.append(item_id)
         item_genres.append(set(tags))
     feature_names: list[str] = []

@@ -16,7 +16,7 @@ from rec_models.data.dataset import Dataset, Split
 from rec_models.evaluation import evaluate_model
 from rec_models.models.base import FitReport, Recommender
 from rec_models.topn import pick_device
-from rec_models.training import TrainSettings, train_pointwise
+from rec_models.training import TrainSettings, train_multinomial, train_pointwise
 
 # Early stopping evaluates on at most this many validation users (enough for a stable signal).
 VALIDATION_USERS = 2000
@@ -24,6 +24,8 @@ VALIDATION_USERS = 2000
 
 class NeuralRecommender(Recommender):
     config_class: type[NeuralConfig] = NeuralConfig
+    # "pointwise": (user, video) pairs vs sampled negatives; "multinomial": users predict their history.
+    objective = "pointwise"
 
     def __init__(self, config: NeuralConfig | None = None, seed: int = 42):
         self.config = config or self.config_class()
@@ -64,11 +66,13 @@ class NeuralRecommender(Recommender):
             epochs=n_epochs, batch_size=self.config.batch_size,
             learning_rate=learning_rate or self.config.learning_rate, negatives=self.config.negatives,
             l2=self.config.l2, patience=self.config.patience if validation is not None else n_epochs, seed=self.seed,
-            loss=self.config.loss,
         )
         device = pick_device()
-        report = train_pointwise(self.module, interactions, settings, validate=validate,
-                                 regularised=getattr(self.module, "l2", None), device=device)
+        if self.objective == "multinomial":
+            report = train_multinomial(self.module, interactions, settings, validate=validate, device=device)
+        else:
+            report = train_pointwise(self.module, interactions, settings, validate=validate,
+                                     regularised=getattr(self.module, "l2", None), device=device)
         self.module.to("cpu").eval()
         return report
 

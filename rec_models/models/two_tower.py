@@ -1,10 +1,14 @@
 """Content-boosted two-tower model.
 
 User tower: the weighted bag of the user's features (for the video service: the domains they visit)
-plus an id embedding for users with views. Item tower: a video id embedding plus the bag of its
-content tokens (title, description, tags). Score = dot product (+ a video bias). Ids are hidden at
-random during training (``id_dropout``) so each feature tower also works alone: it serves users
-known only by their domains and videos known only by their content.
+plus the bag of videos they watched (YouTube-DNN style, in place of a per-user id embedding: it needs
+no table of users and knows a user by what they did). Item tower: a video id embedding plus the bag
+of its content tokens (title, description, tags). Score = dot product (+ a video bias).
+
+Trained as a multinomial denoising model (Mult-DAE): each user predicts their whole history with a
+softmax over every video, from a randomly thinned history. Whole histories and video ids are hidden
+at random, so each feature tower also works alone: the domain tower serves users known only by their
+domains, the content tower places videos known only by their content.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from rec_models.models.neural import NeuralRecommender
 
 
 class Bags(nn.Module):
-    """A CSR matrix of (row -> weighted feature ids) kept as buffers, gathered per batch for EmbeddingBag."""
+    """A CSR matrix of (row -> weighted ids) kept as buffers, gathered per batch for EmbeddingBag."""
 
     def __init__(self, n_rows: int, nnz: int):
         super().__init__()
@@ -28,115 +32,136 @@ class Bags(nn.Module):
         self.register_buffer("indices", torch.zeros(nnz, dtype=torch.int64))
         self.register_buffer("values", torch.zeros(nnz, dtype=torch.float32))
 
-    def set(self, matrix: sparse.csr_matrix) -> None:
-        # Each row's weights sum to 1, so a bag of 3 domains and a bag of 300 live on the same scale.
-        sums = np.asarray(matrix.sum(axis=1)).ravel()
-        scale = np.divide(1.0, sums, out=np.zeros_like(sums, dtype=np.float64), where=sums > 0)
+    def set(self, matrix: sparse.csr_matrix, norm: str = "sum") -> None:
+        """Row weights scaled to sum to 1 ("sum") or to unit length ("l2")."""
+        matrix = matrix.tocsr().astype(np.float64)
+        size = np.asarray(matrix.sum(axis=1)).ravel() if norm == "sum" else \
+            np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+        scale = np.divide(1.0, size, out=np.zeros_like(size), where=size > 0)
         normalised = (sparse.diags(scale) @ matrix).tocsr()
         self.indptr = torch.as_tensor(normalised.indptr.astype(np.int64))
         self.indices = torch.as_tensor(normalised.indices.astype(np.int64))
         self.values = torch.as_tensor(normalised.data.astype(np.float32))
 
-    def embed(self, table: nn.EmbeddingBag, rows: torch.Tensor) -> torch.Tensor:
+    def gather(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(ids, offsets, weights, row of each id) of the given rows, concatenated."""
         starts = self.indptr[rows]
         lengths = self.indptr[rows + 1] - starts
         offsets = torch.cumsum(lengths, 0) - lengths
         within = torch.arange(int(lengths.sum()), device=rows.device) - torch.repeat_interleave(offsets, lengths)
         positions = torch.repeat_interleave(starts, lengths) + within
-        return table(self.indices[positions], offsets, per_sample_weights=self.values[positions])
+        owner = torch.repeat_interleave(torch.arange(len(rows), device=rows.device), lengths)
+        return self.indices[positions], offsets, self.values[positions], owner
+
+    def embed(self, table: nn.EmbeddingBag, rows: torch.Tensor, keep: float = 1.0) -> torch.Tensor:
+        ids, offsets, weights, _ = self.gather(rows)
+        if keep < 1.0:
+            weights = weights * (torch.rand(weights.shape, device=weights.device) < keep).float() / keep
+        return table(ids, offsets, per_sample_weights=weights)
 
 
 class TwoTowerModule(nn.Module):
     def __init__(self, n_users: int, n_items: int, n_user_features: int, n_item_features: int,
-                 user_feature_nnz: int, item_feature_nnz: int, dim: int, id_dropout: float):
+                 user_feature_nnz: int, item_feature_nnz: int, history_nnz: int, config: TwoTowerConfig):
         super().__init__()
-        self.user_id = nn.Embedding(n_users, dim, sparse=True)
-        self.item_id = nn.Embedding(n_items, dim, sparse=True)
-        self.user_feature = nn.EmbeddingBag(max(1, n_user_features), dim, mode="sum", sparse=True)
-        self.item_feature = nn.EmbeddingBag(max(1, n_item_features), dim, mode="sum", sparse=True)
-        self.item_bias = nn.Embedding(n_items, 1, sparse=True)
-        for table in (self.user_id, self.item_id, self.user_feature, self.item_feature):
-            nn.init.normal_(table.weight, std=0.1)
-        nn.init.zeros_(self.item_bias.weight)
+        dim = config.dim
+        self.config = config
+        self.user_feature = nn.EmbeddingBag(max(1, n_user_features), dim, mode="sum")
+        self.user_history = nn.EmbeddingBag(n_items, dim, mode="sum")
+        self.item_id = nn.Embedding(n_items, dim)
+        self.item_feature = nn.EmbeddingBag(max(1, n_item_features), dim, mode="sum")
+        self.item_bias = nn.Parameter(torch.zeros(n_items))
+        for table in (self.user_feature, self.user_history, self.item_id, self.item_feature):
+            nn.init.normal_(table.weight, std=0.01)
         self.user_bags = Bags(n_users, user_feature_nnz)
+        self.history = Bags(n_users, history_nnz)
         self.item_bags = Bags(n_items, item_feature_nnz)
-        # Which ids were learned from views: the others are never used (cold users and new videos).
-        self.register_buffer("user_known", torch.zeros(n_users, dtype=torch.bool))
+        # Which video ids were learned from views: the others (new videos) are placed by content alone.
         self.register_buffer("item_known", torch.zeros(n_items, dtype=torch.bool))
         self.register_buffer("user_feature_known", torch.zeros(max(1, n_user_features), dtype=torch.bool))
-        self.id_dropout = id_dropout
+        self.register_buffer("n_users_trained", torch.zeros((), dtype=torch.float32))
 
-    def user_tower(self, users: torch.Tensor, use_ids: bool = True) -> torch.Tensor:
+    def user_tower(self, users: torch.Tensor, use_history: bool = True) -> torch.Tensor:
         vec = self.user_bags.embed(self.user_feature, users)
-        if use_ids:
-            keep = self._keep(self.user_known[users])
-            vec = vec + self.user_id(users) * keep[:, None]
-        return vec
+        if not use_history:
+            return vec
+        if self.training:
+            history = self.history.embed(self.user_history, users, keep=1 - self.config.history_dropout)
+            shown = (torch.rand(len(users), device=users.device) >= self.config.domains_only_share).float()
+            return vec + history * shown[:, None]
+        return vec + self.history.embed(self.user_history, users)
 
-    def item_tower(self, items: torch.Tensor, use_ids: bool = True) -> torch.Tensor:
+    def item_tower(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        items = torch.arange(len(self.item_known), device=self.item_known.device) if items is None else items
         vec = self.item_bags.embed(self.item_feature, items)
-        if use_ids:
-            keep = self._keep(self.item_known[items])
-            vec = vec + self.item_id(items) * keep[:, None]
-        return vec
+        keep = self.item_known[items].float()
+        if self.training and self.config.id_dropout > 0:
+            keep = keep * (torch.rand(keep.shape, device=keep.device) >= self.config.id_dropout).float()
+        return vec + self.item_id(items) * keep[:, None]
 
-    def _keep(self, known: torch.Tensor) -> torch.Tensor:
-        keep = known.float()
-        if self.training and self.id_dropout > 0:
-            keep = keep * (torch.rand(keep.shape, device=keep.device) >= self.id_dropout).float()
-        return keep
+    def bias(self) -> torch.Tensor:
+        return self.item_bias * self.item_known.float()
 
-    def forward(self, users, items):
-        bias = self.item_bias(items).squeeze(-1) * self.item_known[items].float()
-        return (self.user_tower(users) * self.item_tower(items)).sum(-1) + bias
-
-    def l2(self, users, items):
-        return (self.user_id(users).pow(2).sum(-1) + self.item_id(items).pow(2).sum(-1)).mean()
+    def multinomial_loss(self, users: torch.Tensor) -> torch.Tensor:
+        logits = self.user_tower(users) @ self.item_tower().T + self.bias()
+        ids, _, _, owner = self.history.gather(users)
+        targets = torch.zeros_like(logits)
+        targets[owner, ids] = 1.0
+        nll = -(torch.log_softmax(logits, dim=1) * targets).sum(1).mean()
+        penalty = sum(p.pow(2).sum() for p in (self.user_feature.weight, self.user_history.weight,
+                                               self.item_id.weight, self.item_feature.weight))
+        return nll + self.config.l2 * penalty / self.n_users_trained.clamp(min=1)
 
 
 class TwoTower(NeuralRecommender):
     name = "two_tower"
     config_class = TwoTowerConfig
     content_aware = True
+    objective = "multinomial"
 
     def __init__(self, config: TwoTowerConfig | None = None, seed: int = 42):
         super().__init__(config, seed)
-        # Score users from features alone even when their id is known (the warm-start evaluation).
+        # Score users from their features alone even when they have a history (the warm-start evaluation).
         self.features_only = False
 
     def shapes_for(self, data: Dataset) -> dict[str, int]:
         return {"n_users": data.n_users, "n_items": data.n_videos,
                 "n_user_features": data.user_features.shape[1], "n_item_features": data.item_features.shape[1],
-                "user_feature_nnz": data.user_features.nnz, "item_feature_nnz": data.item_features.nnz}
+                "user_feature_nnz": data.user_features.nnz, "item_feature_nnz": data.item_features.nnz,
+                "history_nnz": 0}
 
     def build_module(self, shapes):
         return TwoTowerModule(shapes["n_users"], shapes["n_items"], shapes["n_user_features"],
                               shapes["n_item_features"], shapes["user_feature_nnz"], shapes["item_feature_nnz"],
-                              self.config.dim, self.config.id_dropout)
+                              shapes["history_nnz"], self.config)
 
     def prepare(self, data: Dataset, interactions) -> None:
+        """Attach the feature bags and the histories the towers read (rebuilding the module to their sizes)."""
+        self.shapes["history_nnz"] = interactions.nnz
+        torch.manual_seed(self.seed)
+        self.module = self.build_module(self.shapes)
         self.module.user_bags.set(data.user_features)
+        self.module.history.set(interactions, norm="l2")
         self.module.item_bags.set(data.item_features)
-        self.module.user_known = torch.as_tensor(np.diff(interactions.indptr) > 0)
+        has_views = np.diff(interactions.indptr) > 0
         self.module.item_known = torch.as_tensor(np.asarray(interactions.sum(axis=0)).ravel() > 0)
-        learned = np.asarray(data.user_features[np.diff(interactions.indptr) > 0].sum(axis=0)).ravel() > 0
+        learned = np.asarray(data.user_features[has_views].sum(axis=0)).ravel() > 0
         self.module.user_feature_known[: len(learned)] = torch.as_tensor(learned)
+        self.module.n_users_trained = torch.tensor(float(has_views.sum()))
 
     @torch.no_grad()
     def user_vectors(self, data: Dataset, users: np.ndarray) -> np.ndarray:
-        vec = self.module.user_tower(torch.as_tensor(np.asarray(users, dtype=np.int64)), use_ids=not self.features_only)
+        vec = self.module.user_tower(torch.as_tensor(np.asarray(users, dtype=np.int64)),
+                                     use_history=not self.features_only)
         return np.hstack([vec.numpy(), np.ones((len(users), 1), dtype=np.float32)])
 
     @torch.no_grad()
-    def _items(self) -> torch.Tensor:
-        return self.module.item_tower(torch.arange(self.shapes["n_items"]))
-
     def item_vectors(self) -> np.ndarray:
-        bias = self.module.item_bias.weight.detach() * self.module.item_known.float()[:, None]
-        return np.hstack([self._items().numpy(), bias.numpy()])
+        return np.hstack([self.module.item_tower().numpy(), self.module.bias().numpy()[:, None]])
 
+    @torch.no_grad()
     def similarity_vectors(self) -> np.ndarray:
-        vec = self._items().numpy()
+        vec = self.module.item_tower().numpy()
         return vec / np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12)
 
     def known_items(self) -> np.ndarray:
