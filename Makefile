@@ -6,7 +6,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
 SIZE ?= M
 
-.PHONY: install demo test airflow stop report lock clean
+BENCH_STAMP := $(VENV)/.bench-$(shell cat requirements-bench.lock | sha1sum | cut -c1-12)
+
+.PHONY: install bench-install demo test airflow stop report lock clean bench-ml100k
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +36,19 @@ stop:
 
 report: $(STAMP)
 	$(PY) -m rec_models report
+
+$(BENCH_STAMP): $(STAMP) requirements-bench.lock
+	$(VENV)/bin/pip install --disable-pip-version-check -q -r requirements-bench.lock
+	@# LightFM: if it cannot be built here the benchmark prints that in its row instead of a number.
+	-$(VENV)/bin/pip install --disable-pip-version-check -q --no-build-isolation --no-use-pep517 lightfm==1.17
+	@rm -f $(VENV)/.bench-* && touch $(BENCH_STAMP)
+
+bench-install: $(BENCH_STAMP)
+
+## make bench-ml100k: our models vs implicit and LightFM on MovieLens 100K (DATA=path to ml-100k)
+DATA ?= ../shared/data/ml-100k
+bench-ml100k: $(BENCH_STAMP)
+	$(PY) -m bench.ml100k --data $(DATA)
 
 ## make lock: re-pin every dependency from the current venv (after adding one to pyproject.toml)
 lock:

@@ -19,6 +19,8 @@ class Candidate:
     grid: list[dict] = field(default_factory=lambda: [{}])
     # Protocols it can run: A and A-temporal need per-user history; B needs user features.
     protocols: tuple[str, ...] = ("A", "AT", "C")
+    # Extra settings searched for B only, on top of the A-temporal choice.
+    cold_grid: list[dict] = field(default_factory=lambda: [{}])
 
 
 def _grid(**axes) -> list[dict]:
@@ -32,8 +34,8 @@ def candidates(quick: bool = False) -> list[Candidate]:
     pick = (lambda g: g[:1]) if quick else (lambda g: g)
     return [
         Candidate("popularity", False, lambda p: Popularity(half_life_days=None), protocols=("A", "AT", "B")),
-        Candidate("feature_popularity", False, lambda p: FeaturePopularity(**p), pick(_grid(smoothing=[1.0, 10.0])),
-                  protocols=("B",)),
+        Candidate("feature_popularity", False, lambda p: FeaturePopularity(**p),
+                  pick(_grid(smoothing=[1.0, 10.0], popularity_damping=[0.0, 0.25, 0.5])), protocols=("B",)),
         Candidate("implicit_als", False, lambda p: ImplicitALS(**p),
                   pick(_grid(factors=[64, 128], regularization=[0.05, 0.5], alpha=[5.0, 20.0]))),
         Candidate("implicit_bpr", False, lambda p: ImplicitBPR(**p),
@@ -46,5 +48,8 @@ def candidates(quick: bool = False) -> list[Candidate]:
         Candidate("gmf", True, lambda p: GMF(NeuMFConfig(**p)), pick(_grid(dim=[32, 64], l2=[1e-2]))),
         Candidate("neumf", True, lambda p: NCF(NeuMFConfig(**p)), pick(_grid(dim=[16, 32], l2=[1e-2]))),
         Candidate("two_tower", True, lambda p: TwoTower(TwoTowerConfig(**p)),
-                  pick(_grid(dim=[32, 64], id_dropout=[0.3, 0.5])), protocols=("A", "AT", "B", "C")),
+                  pick(_grid(dim=[64, 256], l2=[1.0, 3.0], batch_size=[32], learning_rate=[0.001])),
+                  protocols=("A", "AT", "B", "C"),
+                  # B serves users from demographics alone: also tune how often training hides histories.
+                  cold_grid=_grid(domains_only_share=[0.1, 0.3, 0.5])),
     ]

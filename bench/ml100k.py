@@ -34,7 +34,7 @@ from rec_models.training import set_torch_threads
 log = logging.getLogger("bench.ml100k")
 
 
-def fit(candidate: Candidate, params: dict, data: Dataset, validation=None, epochs: int | None = None):
+def fit(candidate: Candidate, params: dict, data: Dataset, validation=None, epochs: int | dict | None = None):
     model = candidate.make(params)
     started = time.perf_counter()
     if epochs is not None:
@@ -44,7 +44,7 @@ def fit(candidate: Candidate, params: dict, data: Dataset, validation=None, epoc
     return model, report, time.perf_counter() - started
 
 
-def select(candidate: Candidate, fit_data: Dataset, val) -> tuple[dict, int | None, float]:
+def select(candidate: Candidate, fit_data: Dataset, val) -> tuple[dict, int | dict | None, float]:
     """The grid point with the best validation NDCG@10 (and, for ours, the early-stopped epoch count)."""
     best = (None, None, -1.0)
     for params in candidate.grid:
@@ -52,19 +52,22 @@ def select(candidate: Candidate, fit_data: Dataset, val) -> tuple[dict, int | No
         score = evaluate_model(model, fit_data, val.train, val.test, val.test_users).ndcg
         log.info("  %s %s: validation NDCG@10 %.4f", candidate.label, params, score)
         if score > best[2]:
-            best = (params, report.best_epoch if candidate.ours else None, score)
+            best = (params, report.refit_epochs if candidate.ours else None, score)
     return best
 
 
-def select_cold(candidate: Candidate, train: Dataset) -> dict:
-    """For B: hold out 20% of the training users as cold users and pick the best grid point on them."""
+def select_cold(candidate: Candidate, train: Dataset, base: dict, epochs) -> dict:
+    """For B: hold out 20% of the training users as cold users and pick the best grid point on them
+    (the A-temporal choice ``base``, or each grid point when the model runs B only)."""
     inner_cold = cold_users(train, 0.2, seed=1)
     inner_cold = inner_cold[np.diff(train.interactions().indptr)[inner_cold] > 0]
     inner_train = train.with_views(~np.isin(train.view_user, inner_cold))
-    best = (None, -1.0)
-    for params in candidate.grid:
-        model, _, _ = fit(candidate, params, inner_train, epochs=10 if candidate.ours else None)
+    grid = candidate.grid if base is None else [{**base, **extra} for extra in candidate.cold_grid]
+    best = (grid[0], -1.0)
+    for params in grid:
+        model, _, _ = fit(candidate, params, inner_train, epochs=epochs)
         score = cold_user_metrics(model, train, inner_cold)["ndcg"].mean()
+        log.info("  %s %s: cold validation NDCG@10 %.4f", candidate.label, params, score)
         if score > best[1]:
             best = (params, score)
     return best[0]
@@ -101,8 +104,8 @@ def run(data_path: Path, quick: bool) -> dict:
             log.warning("%s skipped: %s", cand.label, status[needs])
             continue
         log.info("%s: choosing hyperparameters on validation", cand.label)
-        params, epochs, val_ndcg = select(cand, val_fit, val) if ("AT" in cand.protocols or "A" in cand.protocols) \
-            else (cand.grid[0], None, float("nan"))
+        history_protocols = "AT" in cand.protocols or "A" in cand.protocols
+        params, epochs, val_ndcg = select(cand, val_fit, val) if history_protocols else (None, None, float("nan"))
         row: dict = {"ours": cand.ours, "params": params, "epochs": epochs, "validation_ndcg@10": val_ndcg}
         if "AT" in cand.protocols:
             model, _, train_s = fit(cand, params, at_train, epochs=epochs)
@@ -122,7 +125,7 @@ def run(data_path: Path, quick: bool) -> dict:
             row.update({"Afull_hr": full.hr(), "Afull_ndcg": full.ndcg(), "A100_hr": sampled.hr(),
                         "A100_ndcg": sampled.ndcg()})
         if "B" in cand.protocols:
-            b_params = select_cold(cand, b_train) if len(cand.grid) > 1 else cand.grid[0]
+            b_params = select_cold(cand, b_train, params, epochs)
             model, _, _ = fit(cand, b_params, b_train, epochs=epochs)
             cold = cold_user_metrics(model, d, b_users)
             row.update({"B_params": b_params, "B_recall": cold["recall"], "B_precision": cold["precision"],

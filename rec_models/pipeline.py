@@ -120,7 +120,7 @@ def train(ctx: RunContext, model_name: str) -> dict:
     model = build_model(model_name, ctx.config)
     eval_report = model.fit(data, before=validation.boundary, validation=validation)
     model.save(ctx.model_dir(model_name, "eval"))
-    serve_report = model.fit(data, before=None, epochs=eval_report.best_epoch)
+    serve_report = model.fit(data, before=None, epochs=eval_report.refit_epochs)
     model.save(ctx.model_dir(model_name, "serve"))
     report = {
         "model": model_name, "best_epoch": eval_report.best_epoch, "epochs_run": eval_report.epochs,

@@ -95,6 +95,8 @@ def sampled_negatives(data: Dataset, users: np.ndarray, interacted: sparse.csr_m
     all_items = np.arange(data.n_videos)
     for i in np.argsort(data.user_ids[users], kind="stable"):
         pool = np.setdiff1d(all_items, interacted[users[i]].indices, assume_unique=True)
+        if len(pool) < n:
+            raise ValueError(f"user {data.user_ids[users[i]]} has only {len(pool)} never-interacted items; need {n}")
         negatives[i] = rng.choice(pool, n, replace=False)
     return negatives
 

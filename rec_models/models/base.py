@@ -24,6 +24,9 @@ class FitReport:
     seconds: float = 0.0
     samples_per_second: float = 0.0
     history: list[dict] = field(default_factory=list)
+    # What to pass as ``epochs`` to refit the same model on more data without a validation split:
+    # the early-stopped epoch count (per stage for models trained in stages).
+    refit_epochs: int | dict | None = None
 
 
 class Recommender(ABC):

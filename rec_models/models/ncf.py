@@ -107,15 +107,17 @@ class NCF(NeuralRecommender):
         return NCFModule(self.variant, shapes["n_users"], shapes["n_items"], self.config.dim, self.config.mlp_layers)
 
     def fit(self, data: Dataset, before: float | None = None, validation: Split | None = None,
-            epochs: int | None = None) -> FitReport:
+            epochs: int | dict | None = None) -> FitReport:
+        """``epochs`` may be a dict {"gmf", "mlp", "neumf"}: a FitReport's refit_epochs, per stage."""
+        stages = epochs if isinstance(epochs, dict) else {"gmf": epochs, "mlp": epochs, "neumf": epochs}
         if self.variant != "neumf" or not self.config.pretrain:
-            return super().fit(data, before, validation, epochs)
+            return super().fit(data, before, validation, stages[self.variant])
         # The paper's pretraining: GMF and MLP trained alone, their weights initialise NeuMF, whose
         # output layer is the two output layers side by side, each halved (alpha = 0.5).
         gmf, mlp = GMF(self.config, self.seed), MLP(self.config, self.seed)
         started = time.perf_counter()
-        gmf_report = gmf.fit(data, before, validation, epochs)
-        mlp_report = mlp.fit(data, before, validation, epochs)
+        gmf_report = gmf.fit(data, before, validation, stages["gmf"])
+        mlp_report = mlp.fit(data, before, validation, stages["mlp"])
         self.shapes = self.shapes_for(data)
         self.module = self.build_module(self.shapes)
         with torch.no_grad():
@@ -123,8 +125,9 @@ class NCF(NeuralRecommender):
             self.module.mlp.load_state_dict(mlp.module.mlp.state_dict())
             self.module.out.weight.copy_(torch.cat([gmf.module.out.weight, mlp.module.out.weight], 1) * 0.5)
             self.module.out.bias.copy_((gmf.module.out.bias + mlp.module.out.bias) * 0.5)
-        report = self.train_module(data, data.interactions(before), validation, epochs,
+        report = self.train_module(data, data.interactions(before), validation, stages["neumf"],
                                    learning_rate=self.config.learning_rate / 2)
+        report.refit_epochs = {"gmf": gmf_report.best_epoch, "mlp": mlp_report.best_epoch, "neumf": report.best_epoch}
         report.history = [{"pretrain": "gmf", **h} for h in gmf_report.history] + \
                          [{"pretrain": "mlp", **h} for h in mlp_report.history] + report.history
         report.seconds = time.perf_counter() - started

@@ -74,6 +74,7 @@ class NeuralRecommender(Recommender):
             report = train_pointwise(self.module, interactions, settings, validate=validate,
                                      regularised=getattr(self.module, "l2", None), device=device)
         self.module.to("cpu").eval()
+        report.refit_epochs = report.best_epoch
         return report
 
     def state(self) -> dict[str, np.ndarray]:
