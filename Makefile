@@ -8,7 +8,7 @@ SIZE ?= M
 
 BENCH_STAMP := $(VENV)/.bench-$(shell cat requirements-bench.lock | sha1sum | cut -c1-12)
 
-.PHONY: install bench-install demo test airflow stop report lock clean bench-ml100k
+.PHONY: install bench-install demo test airflow stop report lock clean bench-ml100k bench-faults
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ bench-install: $(BENCH_STAMP)
 DATA ?= ../shared/data/ml-100k
 bench-ml100k: $(BENCH_STAMP)
 	$(PY) -m bench.ml100k --data $(DATA)
+
+## make bench-faults: bad input, injected faults and readers during publishes; prints one summary line
+bench-faults: $(STAMP)
+	$(PY) -m bench.faults
 
 ## make lock: re-pin every dependency from the current venv (after adding one to pyproject.toml)
 lock:

@@ -18,19 +18,13 @@ from urllib.parse import quote
 import psycopg
 
 from rec_models.config import PROJECT_ROOT
-from rec_models.db.connect import ensure_database, resolve_database_url
+from rec_models.db.connect import ensure_database, resolve_database_url, with_database
 
 VAR = PROJECT_ROOT / "var"
 AIRFLOW_HOME = VAR / "airflow"
 PID_DIR = AIRFLOW_HOME / "pids"
 API_HOST, API_PORT = "127.0.0.1", int(os.environ.get("RECS_AIRFLOW_PORT", "8080"))
 PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer")
-
-
-def _with_database(url: str, database: str) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(url)
-    info["dbname"] = database
-    return psycopg.conninfo.make_conninfo(**info)
 
 
 def airflow_uri(url: str) -> str:
@@ -59,8 +53,8 @@ def airflow_env() -> dict[str, str]:
     recs_url = resolve_database_url()
     env = dict(os.environ)
     if not env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
-        meta_url = _with_database(recs_url, "airflow")
-        ensure_database(_with_database(recs_url, "postgres"), "airflow")
+        meta_url = with_database(recs_url, "airflow")
+        ensure_database(with_database(recs_url, "postgres"), "airflow")
         env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = sqlalchemy_url(meta_url)
     AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
     secret_file = AIRFLOW_HOME / "jwt_secret"

@@ -28,6 +28,7 @@ from rec_models.db.publish import audit_output, drop_staging, point_serving, pru
 from rec_models.db.runs import quality_gate, record_model_run
 from rec_models.models import NCF, FeaturePopularity, MatrixFactorization, Popularity, Recommender, TwoTower
 from rec_models.evaluation import evaluate_model
+from rec_models.faults import checkpoint
 from rec_models.scoring import ServingModels, read_output_chunks, write_outputs
 from rec_models.training import set_torch_threads
 
@@ -78,6 +79,7 @@ def validate(ctx: RunContext) -> dict:
     summary = {t: {"rows": r.rows, "rejected": r.rejected, "by_reason": r.by_reason} for t, r in reports.items()}
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
     (ctx.run_dir / "validation.json").write_text(json.dumps(summary, indent=2))
+    checkpoint("validate:done")
     return summary
 
 
@@ -86,6 +88,7 @@ def extract(ctx: RunContext) -> str:
         snapshot = extract_snapshot(conn, ctx.interval_end, ctx.window_start, SERVICE_START)
     folder = ctx.run_dir / "snapshot"
     snapshot.save(folder)
+    checkpoint("extract:done")
     return str(folder)
 
 
@@ -129,6 +132,7 @@ def train(ctx: RunContext, model_name: str) -> dict:
         "history": eval_report.history,
     }
     (ctx.model_dir(model_name, "serve") / "fit.json").write_text(json.dumps(report, indent=2))
+    checkpoint("train:done")
     return {k: v for k, v in report.items() if k != "history"}
 
 
@@ -163,6 +167,7 @@ def evaluate(ctx: RunContext, model_name: str) -> dict:
         )
         decision = quality_gate(conn, model_run_id, model_name, metrics["ndcg@10"], ctx.config.quality_tolerance)
     log.info("%s holdout %s; gate: %s", model_name, {k: v for k, v in metrics.items() if "@" in k}, decision)
+    checkpoint("evaluate:done")
     return {"model": model_name, "model_run_id": model_run_id, "publish": decision["publish"],
             "reason": decision["reason"], "ndcg@10": metrics["ndcg@10"], "dot_product": model.dot_product}
 
@@ -182,6 +187,7 @@ def score(ctx: RunContext, model_name: str, evaluation: dict, two_tower: dict | 
     counts = write_outputs(data, ServingModels(hot=load(model_name), warm=warm, cold=load(Popularity.name),
                                                content=content),
                            ctx.config, ctx.run_dir / "outputs" / model_name)
+    checkpoint("score:done")
     return {"scored": True, "rows": counts, "warm_model": warm.name}
 
 
@@ -202,9 +208,13 @@ def publish(ctx: RunContext, model_name: str, evaluation: dict) -> dict:
             for output in OUTPUT_TABLES:
                 started = time.perf_counter()
                 stage_output(conn, output, model_run_id, read_output_chunks(out_dir, output, model_run_id))
-                audit_output(conn, output, model_run_id, expected_groups=manifest["groups"].get(output.name))
                 timings[f"stage_{output.name}_s"] = round(time.perf_counter() - started, 3)
+            checkpoint("publish:after_stage")
+            for output in OUTPUT_TABLES:
+                audit_output(conn, output, model_run_id, expected_groups=manifest["groups"].get(output.name))
+            checkpoint("publish:before_swap")
             timings["swap_s"] = round(swap_in(conn, model_run_id, OUTPUT_TABLES), 3)
+            checkpoint("publish:after_swap")
         except Exception:
             conn.rollback()
             drop_staging(conn, OUTPUT_TABLES, model_run_id)
@@ -233,6 +243,7 @@ def choose_serving(ctx: RunContext, evaluations: list[dict]) -> dict:
     if chosen is None:
         log.warning("no model passed the quality gate tonight: the published output stays as it was")
         return {"serving": None}
+    checkpoint("serving:before_switch")
     with connect(ctx.database_url) as conn:
         moved = point_serving(conn, int(chosen["model_run_id"]), OUTPUT_TABLES)
     if not moved:

@@ -43,7 +43,7 @@ def database_factory(server_url):
     import psycopg
     from psycopg import sql
 
-    from rec_models.devstack import _with_database
+    from rec_models.db.connect import with_database
 
     created = []
 
@@ -52,7 +52,7 @@ def database_factory(server_url):
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         created.append(name)
-        return _with_database(server_url, name)
+        return with_database(server_url, name)
 
     yield make
     with psycopg.connect(server_url, autocommit=True) as conn:

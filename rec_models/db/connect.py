@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
+from collections.abc import Iterator
 
 import psycopg
 from psycopg import sql
@@ -40,4 +43,26 @@ def redact(database_url: str) -> str:
     """The URL with any password removed, for logs."""
     info = psycopg.conninfo.conninfo_to_dict(database_url)
     info.pop("password", None)
+    return psycopg.conninfo.make_conninfo(**info)
+
+
+@contextlib.contextmanager
+def scratch_database(prefix: str = "recs_scratch") -> Iterator[str]:
+    """A new empty database on the server (embedded or DATABASE_URL's), dropped afterwards."""
+    server = resolve_database_url("postgres") if not os.environ.get("DATABASE_URL") else \
+        with_database(os.environ["DATABASE_URL"], "postgres")
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield with_database(server, name)
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server and credentials, another database."""
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    info["dbname"] = database
     return psycopg.conninfo.make_conninfo(**info)

@@ -59,3 +59,11 @@ def stop_embedded_server(pgdata: Path | None = None) -> bool:
 def socket_url(socket_dir: Path, database: str, driver: str = "postgresql") -> str:
     """A URL whose host part is the URL-encoded socket directory (what Airflow's Connection parses)."""
     return f"{driver}://postgres@{quote(str(socket_dir), safe='')}/{database}"
+
+
+def restart_embedded_server(pgdata: Path | None = None) -> None:
+    """Restart the running embedded server (fast shutdown: open connections are cut), as a crash would."""
+    server = _pgserver().get_server(pgdata or default_pgdata(), cleanup_mode=None)
+    from pgserver._commands import pg_ctl
+
+    pg_ctl(["-w", "-m", "fast", "restart"], pgdata=server.pgdata, user=server.system_user)

@@ -35,10 +35,12 @@ def apply_migrations(database_url: str, directory: Path = MIGRATIONS_DIR) -> lis
     with connect(database_url) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_ADVISORY_LOCK_KEY,))
         try:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS public.rec_schema_migrations ("
-                " version text PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
-            )
+            # Only when missing: the pipeline's own role may not create tables in public (least privilege).
+            if conn.execute("SELECT to_regclass('public.rec_schema_migrations')").fetchone()[0] is None:
+                conn.execute(
+                    "CREATE TABLE public.rec_schema_migrations ("
+                    " version text PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+                )
             conn.commit()
             done = {row[0] for row in conn.execute("SELECT version FROM public.rec_schema_migrations")}
             for path in migration_files(directory):

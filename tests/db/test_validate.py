@@ -9,37 +9,13 @@ from rec_models.data.seed import seed_world
 from rec_models.data.snapshot import extract_snapshot
 from rec_models.data.synthetic import SERVICE_START
 from rec_models.data.validate import SourceDataError, validate_sources
+from bench.faults import BAD_ROWS, BAD_ROWS_DAY, inject_bad_rows
 from tests.conftest import END
 
 pytestmark = pytest.mark.db
 
 WINDOW = END - timedelta(days=180)
-DAY = "2026-11-20"
-
-# (table, reason, SQL that inserts exactly `count` rows breaking only that rule)
-BAD_ROWS = [
-    ("video_views", "user_id null or non-positive",
-     f"INSERT INTO video_views VALUES (NULL, {{v}}, '{DAY}', 10), (-4, {{v}}, '{DAY}', 10)", 2),
-    ("video_views", "video_id null or non-positive", f"INSERT INTO video_views VALUES ({{u}}, 0, '{DAY}', 10)", 1),
-    ("video_views", "viewed_at missing", "INSERT INTO video_views VALUES ({u}, {v}, NULL, 10)", 1),
-    ("video_views", "viewed_at before the service existed", "INSERT INTO video_views VALUES ({u}, {v}, '1999-01-01', 10)", 1),
-    ("video_views", "watch_seconds missing or negative", f"INSERT INTO video_views VALUES ({{u}}, {{v}}, '{DAY}', -3)", 1),
-    ("video_views", "watch_seconds absurd", f"INSERT INTO video_views VALUES ({{u}}, {{v}}, '{DAY}', 999999)", 1),
-    ("video_views", "view of an unknown video", f"INSERT INTO video_views VALUES ({{u}}, 987654321, '{DAY}', 10)", 1),
-    ("video_views", "duplicate row",
-     f"INSERT INTO video_views VALUES ({{u}}, {{v}}, '{DAY} 10:00', 10), ({{u}}, {{v}}, '{DAY} 10:00', 10)", 1),
-    ("user_domain_visits", "empty domain", f"INSERT INTO user_domain_visits VALUES ({{u}}, '  ', '{DAY}', 2)", 1),
-    ("user_domain_visits", "domain is not a hostname",
-     f"INSERT INTO user_domain_visits VALUES ({{u}}, 'not a domain!', '{DAY}', 2), ({{u}}, 'localhost', '{DAY}', 2)", 2),
-    ("user_domain_visits", "domain too long",
-     f"INSERT INTO user_domain_visits VALUES ({{u}}, repeat('a', 260) || '.com', '{DAY}', 2)", 1),
-    ("user_domain_visits", "visits missing or non-positive", f"INSERT INTO user_domain_visits VALUES ({{u}}, 'ok-site.com', '{DAY}', 0)", 1),
-    ("user_domain_visits", "visits absurd", f"INSERT INTO user_domain_visits VALUES ({{u}}, 'ok-site2.com', '{DAY}', 5000000)", 1),
-    ("user_domain_visits", "visit_date in the future", "INSERT INTO user_domain_visits VALUES ({u}, 'ok-site3.com', now()::date + 30, 2)", 0),
-    ("user_domain_visits", "bot: too many distinct domains in a day",
-     f"INSERT INTO user_domain_visits SELECT 999, 'bot' || g || '.com', '{DAY}', 1 FROM generate_series(1, 250) g", 250),
-    ("videos", "empty title", "INSERT INTO videos (video_id, title, is_active) VALUES (424242, '   ', true)", 1),
-]
+DAY = BAD_ROWS_DAY
 
 
 @pytest.fixture
@@ -49,16 +25,9 @@ def seeded(fresh_db, small_world):
     return fresh_db
 
 
-def _inject(conn, small_world):
-    u, v = int(small_world.view_user[0]), int(small_world.view_video[0])
-    for _, _, statement, _ in BAD_ROWS:
-        conn.execute(statement.format(u=u, v=v))
-    conn.commit()
-
-
 def test_each_bad_class_is_quarantined_with_its_reason(seeded, small_world):
     with psycopg.connect(seeded) as conn:
-        _inject(conn, small_world)
+        inject_bad_rows(conn, int(small_world.view_user[0]), int(small_world.view_video[0]))
         reports = validate_sources(conn, "run-a", END, WINDOW, SERVICE_START, max_rejected_share=0.5)
         expected: dict[tuple[str, str], int] = {}
         for table, reason, _, count in BAD_ROWS:
