@@ -84,3 +84,15 @@ def small_dataset(small_world):
     from tests.helpers import snapshot_from_world
 
     return Dataset.from_snapshot(snapshot_from_world(small_world))
+
+
+@pytest.fixture(scope="session")
+def airflow_metadata():
+    """A migrated Airflow metadata database (SQLite in the session's AIRFLOW_HOME)."""
+    import subprocess
+    import sys
+
+    airflow_bin = Path(sys.executable).with_name("airflow")
+    subprocess.run([str(airflow_bin), "db", "migrate"], check=True, env=os.environ.copy(),
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return os.environ["AIRFLOW_HOME"]
