@@ -66,17 +66,12 @@ PARAMS = {
 
 def _run_context():
     """The run's settings, database and interval; imported lazily so parsing the DAG stays cheap."""
-    import psycopg
-
     from rec_models.config import PipelineConfig
+    from rec_models.db.connect import from_airflow_connection
     from rec_models.pipeline import RunContext
 
     context = get_current_context()
-    conn = BaseHook.get_connection(RECS_CONN_ID)
-    database_url = psycopg.conninfo.make_conninfo(
-        host=conn.host or "", port=str(conn.port or ""), user=conn.login or "", password=conn.password or "",
-        dbname=conn.schema or "",
-    )
+    database_url = from_airflow_connection(BaseHook.get_connection(RECS_CONN_ID))
     end = context.get("data_interval_end") or context.get("logical_date") or context["dag_run"].run_after
     start = context.get("data_interval_start")
     return RunContext(

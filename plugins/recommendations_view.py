@@ -13,12 +13,11 @@ URL_PREFIX = "/recommendations"
 
 
 def _database_url() -> str:
-    import psycopg
     from airflow.sdk import BaseHook
 
-    conn = BaseHook.get_connection("recs_db")
-    return psycopg.conninfo.make_conninfo(host=conn.host or "", port=str(conn.port or ""), user=conn.login or "",
-                                          password=conn.password or "", dbname=conn.schema or "")
+    from rec_models.db.connect import from_airflow_connection
+
+    return from_airflow_connection(BaseHook.get_connection("recs_db"))
 
 
 def _app():

@@ -77,6 +77,57 @@ def cmd_run(args) -> None:
     print(pipeline.run_all(_context(args)))
 
 
+def cmd_train(args) -> None:
+    """Train (and evaluate: the gate needs it) one model for one data interval."""
+    from rec_models import pipeline
+
+    ctx = _context(args)
+    if not (ctx.run_dir / "snapshot").exists():
+        pipeline.migrate(ctx)
+        pipeline.validate(ctx)
+        pipeline.extract(ctx)
+        pipeline.train(ctx, pipeline.FALLBACKS)
+    print(pipeline.train(ctx, args.model))
+    print(pipeline.evaluate(ctx, args.model))
+
+
+def _evaluation(ctx, model: str) -> dict:
+    from rec_models import pipeline
+
+    evaluation = pipeline.load_evaluation(ctx, model)
+    if evaluation is None:
+        raise ValueError(f"model {model} has not been trained for {ctx.run_key}: run `train --model {model}` first")
+    return evaluation
+
+
+def cmd_score(args) -> None:
+    from rec_models import pipeline
+    from rec_models.models import TwoTower
+
+    ctx = _context(args)
+    two_tower = pipeline.load_evaluation(ctx, TwoTower.name)
+    print(pipeline.score(ctx, args.model, _evaluation(ctx, args.model), two_tower))
+
+
+def cmd_publish(args) -> None:
+    from rec_models import pipeline
+
+    ctx = _context(args)
+    evaluation = _evaluation(ctx, args.model)
+    print(pipeline.publish(ctx, args.model, evaluation))
+    if args.serve:
+        print(pipeline.choose_serving(ctx, [evaluation]))
+
+
+def cmd_rollback(args) -> None:
+    from rec_models.db import connect, resolve_database_url
+    from rec_models.db.rollback import rollback
+
+    with connect(resolve_database_url()) as conn:
+        run_id = rollback(conn, args.model, args.to)
+    print(f"serving model run {run_id} ({args.model}) now")
+
+
 def cmd_report(args) -> None:
     from rec_models.db import connect, resolve_database_url
     from rec_models.report import demo_report
@@ -148,6 +199,22 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="pipeline param, repeatable")
     run.set_defaults(func=cmd_run)
 
+    def step(name: str, func, help_text: str):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--model", required=True, choices=["mf", "neumf", "two_tower"])
+        p.add_argument("--end", help="data interval end; default: the latest 02:00 UTC")
+        p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+        p.set_defaults(func=func)
+        return p
+
+    step("train", cmd_train, "validate, extract (if not yet done for this interval), train and evaluate one model")
+    step("score", cmd_score, "top-N similar videos and user lists of one trained model, to files")
+    step("publish", cmd_publish, "stage, audit and attach one model's scored run").add_argument(
+        "--serve", action="store_true", help="also point the _current views at it")
+    rollback = sub.add_parser("rollback", help="serve an earlier published run again, atomically")
+    rollback.add_argument("--model", required=True)
+    rollback.add_argument("--to", type=int, help="model run id (default: the previous published run of the model)")
+    rollback.set_defaults(func=cmd_rollback)
     sub.add_parser("report", help="print what the published run contains").set_defaults(func=cmd_report)
 
     demo = sub.add_parser("demo", help="seed, run the DAG once with airflow dags test, print the report")

@@ -18,7 +18,7 @@ import numpy as np
 
 from rec_models.config import MODEL_NAMES, PipelineConfig
 from rec_models.data.dataset import Dataset
-from rec_models.data.snapshot import Snapshot, extract_snapshot
+from rec_models.data.snapshot import Snapshot, extract_snapshot  # noqa: F401  (Snapshot: part of the API)
 from rec_models.data.synthetic import SERVICE_START
 from rec_models.data.validate import validate_sources
 from rec_models.db.connect import connect
@@ -167,9 +167,17 @@ def evaluate(ctx: RunContext, model_name: str) -> dict:
         )
         decision = quality_gate(conn, model_run_id, model_name, metrics["ndcg@10"], ctx.config.quality_tolerance)
     log.info("%s holdout %s; gate: %s", model_name, {k: v for k, v in metrics.items() if "@" in k}, decision)
+    evaluation = {"model": model_name, "model_run_id": model_run_id, "publish": decision["publish"],
+                  "reason": decision["reason"], "ndcg@10": metrics["ndcg@10"], "dot_product": model.dot_product}
+    (ctx.model_dir(model_name, "serve") / "evaluation.json").write_text(json.dumps(evaluation, indent=2))
     checkpoint("evaluate:done")
-    return {"model": model_name, "model_run_id": model_run_id, "publish": decision["publish"],
-            "reason": decision["reason"], "ndcg@10": metrics["ndcg@10"], "dot_product": model.dot_product}
+    return evaluation
+
+
+def load_evaluation(ctx: RunContext, model_name: str) -> dict | None:
+    """The evaluate step's decision for this run, for steps run separately (the CLI)."""
+    path = ctx.model_dir(model_name, "serve") / "evaluation.json"
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def score(ctx: RunContext, model_name: str, evaluation: dict, two_tower: dict | None = None) -> dict:

@@ -66,3 +66,11 @@ def with_database(url: str, database: str) -> str:
     info = psycopg.conninfo.conninfo_to_dict(url)
     info["dbname"] = database
     return psycopg.conninfo.make_conninfo(**info)
+
+
+def from_airflow_connection(connection) -> str:
+    """A libpq conninfo from an Airflow Connection (host may be a socket directory)."""
+    return psycopg.conninfo.make_conninfo(
+        host=connection.host or "", port=str(connection.port or ""), user=connection.login or "",
+        password=connection.password or "", dbname=connection.schema or "",
+    )

@@ -78,3 +78,24 @@ def test_parsing_imports_no_heavy_modules():
                          capture_output=True, text=True, check=True)
     loaded = set(filter(None, out.stdout.strip().splitlines()[-1].split(","))) if out.stdout.strip() else set()
     assert not loaded & {"torch", "rec_models", "scipy"}, loaded
+
+
+def test_every_dag_has_tags_retries_and_docs(dagbag):
+    assert set(dagbag.dags) == {"nightly_recommendations", "rollback_recommendations", "example_downstream_consumer"}
+    for dag in dagbag.dags.values():
+        assert dag.tags and dag.doc_md, dag.dag_id
+        assert all(task.retries >= 2 for task in dag.tasks), dag.dag_id
+
+
+def test_consumer_runs_on_fresh_recommendations(dagbag):
+    consumer = dagbag.dags["example_downstream_consumer"]
+    published = {a.uri for t in dagbag.dags["nightly_recommendations"].tasks for a in t.outlets}
+    consumed = {a.uri for a in consumer.timetable.asset_condition.objects}
+    assert "postgres://recs_db:5432/recs/rec/user_recommendations" in published
+    assert consumed <= published and consumed
+
+
+def test_rollback_dag_is_manual_with_params(dagbag):
+    dag = dagbag.dags["rollback_recommendations"]
+    assert dag.timetable.can_be_scheduled is False or dag.schedule is None
+    assert dag.params["to_run"] == 0 and dag.params["model"] == "two_tower"
