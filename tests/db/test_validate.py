@@ -91,3 +91,18 @@ def test_rows_after_the_interval_end_are_not_visible(seeded, small_world):
         conn.commit()
         after = extract_snapshot(conn, END, WINDOW, SERVICE_START)
         assert len(after.view_user) == len(before.view_user)
+
+
+def test_timestamps_in_the_future_are_quarantined(seeded, small_world):
+    """A run whose interval ends ahead of the clock (a manual run) must not take rows from the future."""
+    from datetime import datetime, timezone
+
+    later = datetime.now(timezone.utc) + timedelta(days=2)
+    video = int(small_world.video_id[0])
+    with psycopg.connect(seeded) as conn:
+        conn.execute("INSERT INTO video_views VALUES (5, %s, now() + interval '1 day', 30)", (video,))
+        conn.execute("INSERT INTO user_domain_visits VALUES (5, 'future-site.com', (now() + interval '1 day')::date, 1)")
+        conn.commit()
+        reports = validate_sources(conn, "run-f", later, later - timedelta(days=180), SERVICE_START, 0.5)
+    assert reports["video_views"].by_reason.get("viewed_at in the future") == 1
+    assert reports["user_domain_visits"].by_reason.get("visit_date in the future") == 1
