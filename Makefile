@@ -8,7 +8,7 @@ SIZE ?= M
 
 BENCH_STAMP := $(VENV)/.bench-$(shell cat requirements-bench.lock | sha1sum | cut -c1-12)
 
-.PHONY: install bench-install demo test airflow stop report lock clean bench-ml100k bench-faults
+.PHONY: install bench-install demo test airflow stop report lock clean bench-ml100k bench-faults bench-topn
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ bench-install: $(BENCH_STAMP)
 DATA ?= ../shared/data/ml-100k
 bench-ml100k: $(BENCH_STAMP)
 	$(PY) -m bench.ml100k --data $(DATA)
+
+## make bench-topn: exact top-N by dot product vs faiss IndexFlatIP (SIZES=20000,50000,100000)
+SIZES ?= 20000,50000,100000
+bench-topn: $(BENCH_STAMP)
+	$(PY) -m bench.topn --sizes $(SIZES)
 
 ## make bench-faults: bad input, injected faults and readers during publishes; prints one summary line
 bench-faults: $(STAMP)

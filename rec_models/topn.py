@@ -1,7 +1,8 @@
-"""Exact top-N by dot product, in query blocks so memory stays bounded (block x catalogue scores).
+"""Top-N search in blocks, so memory stays bounded whatever the catalogue size.
 
-Used for similar videos (item . item), user recommendations (user . item) and evaluation alike.
-Runs on ``cuda`` when available.
+``top_n``: exact top-N by dot product (similar videos, user lists, evaluation), with threshold
+pruning and norm-ordered termination (rec_models.topn_exact). ``top_n_scored``: the same blocked
+search for any scorer (NeuMF's network). Runs on ``cuda`` when available.
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ import numpy as np
 import torch
 from scipy import sparse
 
+from rec_models.topn_exact import exact_top_k
+
 # Scores of one query block held at once: 64 MiB of float32 by default.
 DEFAULT_BLOCK_BYTES = 64 * 2**20
+# Catalogue columns scored per step by the exact search (memory: query block x this).
+COLUMN_BLOCK = 2048
 
 
 def pick_device() -> torch.device:
@@ -58,16 +63,30 @@ def top_n(
     allowed_items: bool mask over items; others are never returned.
     """
     device = device or pick_device()
-    items_t = torch.as_tensor(np.ascontiguousarray(item_vectors, dtype=np.float32), device=device)
-
-    def dot_scores(rows: np.ndarray) -> torch.Tensor:
-        q = torch.as_tensor(np.ascontiguousarray(query_vectors[rows], dtype=np.float32), device=device)
-        return q @ items_t.T
-
+    n_items = item_vectors.shape[0]
+    # Items in descending norm order let a query stop once no remaining item can enter its top k.
+    order = np.argsort(-np.linalg.norm(item_vectors, axis=1), kind="stable")
+    position = np.empty_like(order)
+    position[order] = np.arange(n_items)
+    items_t = torch.as_tensor(np.ascontiguousarray(item_vectors[order], dtype=np.float32), device=device)
+    penalty = None
+    if allowed_items is not None:
+        allowed = np.asarray(allowed_items, dtype=bool)[order]
+        penalty = torch.as_tensor(np.where(allowed, 0.0, -np.inf).astype(np.float32), device=device)
+    exclude_sorted = exclude.tocsc()[:, order].tocsr() if exclude is not None else None
     rows = np.arange(query_vectors.shape[0]) if query_rows is None else np.asarray(query_rows)
-    yield from top_n_scored(dot_scores, rows, item_vectors.shape[0], k, exclude=exclude,
-                            exclude_items=exclude_items, allowed_items=allowed_items,
-                            block_bytes=block_bytes, device=device)
+    block = max(1, min(len(rows), block_bytes // (4 * COLUMN_BLOCK)))
+    for start in range(0, len(rows), block):
+        block_rows = rows[start:start + block]
+        q = torch.as_tensor(np.ascontiguousarray(query_vectors[block_rows], dtype=np.float32), device=device)
+        own = None
+        if exclude_items is not None:
+            own = torch.as_tensor(position[np.asarray(exclude_items[start:start + block])], device=device)
+        values, indices = exact_top_k(
+            q, items_t, k, item_norms_sorted=True, penalty=penalty, exclude_items=own,
+            exclude=exclude_sorted[block_rows] if exclude_sorted is not None else None, column_block=COLUMN_BLOCK)
+        yield TopNBlock(start=start, queries=block_rows, items=order[indices.cpu().numpy()],
+                        scores=values.cpu().numpy())
 
 
 def top_n_scored(

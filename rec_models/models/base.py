@@ -17,6 +17,10 @@ from rec_models.data.dataset import Dataset, Split
 from rec_models.topn import DEFAULT_BLOCK_BYTES, TopNBlock, pick_device, top_n, top_n_scored
 
 
+# User vectors computed at once when recommending (bounds memory for millions of users).
+USER_CHUNK = 65_536
+
+
 @dataclass
 class FitReport:
     epochs: int = 0
@@ -76,8 +80,19 @@ class Recommender(ABC):
     ) -> Iterator[TopNBlock]:
         """Top-k videos for user rows (block.queries are user rows), never one in ``seen``."""
         device = pick_device()
-        yield from top_n_scored(self.score_rows(data, device), np.asarray(users), data.n_videos, k, exclude=seen,
-                                allowed_items=allowed_items, block_bytes=block_bytes, device=device)
+        users = np.asarray(users)
+        if not self.dot_product:
+            yield from top_n_scored(self.score_rows(data, device), users, data.n_videos, k, exclude=seen,
+                                    allowed_items=allowed_items, block_bytes=block_bytes, device=device)
+            return
+        items = self.item_vectors()
+        for start in range(0, len(users), USER_CHUNK):
+            chunk = users[start:start + USER_CHUNK]
+            for block in top_n(self.user_vectors(data, chunk), items, k, allowed_items=allowed_items,
+                               exclude=seen[chunk] if seen is not None else None, block_bytes=block_bytes,
+                               device=device):
+                yield TopNBlock(start=start + block.start, queries=chunk[block.queries], items=block.items,
+                                scores=block.scores)
 
     def similar_items(self, items: np.ndarray, k: int, *, allowed_items: np.ndarray | None = None):
         """Top-k most similar videos for the given video rows, never the video itself."""

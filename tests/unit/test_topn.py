@@ -53,3 +53,26 @@ def test_flatten_drops_missing_candidates_and_ranks_from_one():
     assert ranks.tolist() == [1, 1, 2, 3]
     assert videos[0] == 300
     assert np.isfinite(scores).all()
+
+
+def test_exact_search_with_pruning_matches_brute_force_everywhere():
+    """Norm-ordered termination and threshold pruning never change the answer."""
+    from rec_models.topn_exact import exact_top_k
+    import torch
+
+    rng = np.random.default_rng(3)
+    items = (rng.normal(size=(700, 6)) * rng.lognormal(0, 0.8, (700, 1))).astype(np.float32)
+    order = np.argsort(-np.linalg.norm(items, axis=1))
+    items = items[order]
+    q = rng.normal(size=(90, 6)).astype(np.float32)
+    exclude = sparse.random(90, 700, density=0.1, random_state=2, format="csr")
+    allowed = rng.random(700) > 0.15
+    penalty = torch.as_tensor(np.where(allowed, 0, -np.inf).astype(np.float32))
+    own = torch.as_tensor(rng.integers(0, 700, 90))
+    for k in (1, 10, 600):
+        v, i = exact_top_k(torch.as_tensor(q), torch.as_tensor(items), k, item_norms_sorted=True, exclude=exclude,
+                           exclude_items=own, penalty=penalty, column_block=64, first_block=16)
+        want_idx, want_scores = brute(q, items, k, exclude, allowed, own.numpy())
+        np.testing.assert_allclose(v.numpy(), want_scores, rtol=1e-5)
+        finite = np.isfinite(want_scores)
+        assert (np.sort(np.where(finite, i.numpy(), -1), 1) == np.sort(np.where(finite, want_idx, -1), 1)).all()
