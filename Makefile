@@ -1,5 +1,6 @@
 # The two commands of the README: `make demo` and `make test`. Everything installs from requirements.lock.
 SHELL := /bin/bash
+comma := ,
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -8,7 +9,7 @@ SIZE ?= M
 
 BENCH_STAMP := $(VENV)/.bench-$(shell cat requirements-bench.lock | sha1sum | cut -c1-12)
 
-.PHONY: install bench-install demo test airflow stop report lock clean bench-ml100k bench-faults bench-topn
+.PHONY: install bench-install demo test airflow stop report lock clean bench-ml100k bench-faults bench-topn bench-scale
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,6 +55,10 @@ bench-ml100k: $(BENCH_STAMP)
 SIZES ?= 20000,50000,100000
 bench-topn: $(BENCH_STAMP)
 	$(PY) -m bench.topn --sizes $(SIZES)
+
+## make bench-scale: the nightly steps on synthetic worlds S / M / L (SIZE=M by default)
+bench-scale: $(STAMP)
+	$(PY) -m bench.scale $(foreach s,$(subst $(comma), ,$(SIZE)),--size $(s))
 
 ## make bench-faults: bad input, injected faults and readers during publishes; prints one summary line
 bench-faults: $(STAMP)

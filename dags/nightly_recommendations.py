@@ -12,8 +12,9 @@ Every night at 02:00 UTC, for the data interval that just ended:
    content; serves domain-only users and new videos);
 5. **evaluate_*** each on the last `holdout_days` of views (full ranking), record the candidate in
    `rec.model_runs`, and apply the quality gate (`quality_tolerance` against that model's published run);
-6. **score_***: top-`top_n` similar videos per active video and top-`top_n` videos per user
-   (segment hot / warm / cold) for each model that passed;
+6. **score_videos_*** (top-`top_n` similar videos per active video, the popular list) then
+   **score_users_*** mapped over `user_shards` shards (top-`top_n` videos per user, segment
+   hot / warm / cold), for each model that passed;
 7. **publish_***: binary COPY into staging, audit, attach as that run's partitions;
 8. **choose_serving**: one transaction points the `rec.*_current` views at the `serving_model`
    (auto: best holdout NDCG@10 among dot-product models);
@@ -59,6 +60,8 @@ PARAMS = {
     "neumf_pretrain": Param(True, type="boolean", description="Pretrain NeuMF from GMF and MLP (He et al.)."),
     "two_tower_dim": Param(64, type="integer", minimum=1, description="Two-tower embedding size."),
     "two_tower_epochs": Param(100, type="integer", minimum=1, description="Two-tower maximum epochs."),
+    "user_shards": Param(2, type="integer", minimum=1, maximum=1024,
+                         description="User scoring shards: one mapped task each (more workers, more shards)."),
     "serving_model": Param("auto", type="string", enum=["auto", *MODELS],
                            description="Model whose run the _current views show (auto: best dot-product NDCG@10)."),
 }
@@ -139,10 +142,16 @@ def nightly_recommendations():
         return pipeline.evaluate(_run_context(), model_name)
 
     @task
-    def score(model_name: str, evaluation: dict, two_tower: dict) -> dict:
+    def score_videos(model_name: str, evaluation: dict, two_tower: dict) -> list[int]:
         from rec_models import pipeline
 
-        return pipeline.score(_run_context(), model_name, evaluation, two_tower)
+        return pipeline.score_videos(_run_context(), model_name, evaluation, two_tower)
+
+    @task
+    def score_users(shard: int, model_name: str, evaluation: dict, two_tower: dict) -> dict:
+        from rec_models import pipeline
+
+        return pipeline.score_users(_run_context(), model_name, evaluation, two_tower, shard)
 
     @task(outlets=OUTPUT_ASSETS)
     def publish(model_name: str, evaluation: dict) -> dict:
@@ -174,9 +183,12 @@ def nightly_recommendations():
         [fallbacks, trained] >> evaluations[name]
     published = []
     for name in MODELS:
-        scored = score.override(task_id=f"score_{name}")(name, evaluations[name], evaluations["two_tower"])
+        shards = score_videos.override(task_id=f"score_videos_{name}")(name, evaluations[name], evaluations["two_tower"])
+        # One mapped task per user shard: they spread over the executor's workers (Celery, Kubernetes).
+        users = score_users.override(task_id=f"score_users_{name}").partial(
+            model_name=name, evaluation=evaluations[name], two_tower=evaluations["two_tower"]).expand(shard=shards)
         done = publish.override(task_id=f"publish_{name}")(name, evaluations[name])
-        scored >> done
+        users >> done
         published.append(done)
     serving = choose_serving(list(evaluations.values()))
     published >> serving >> summary()

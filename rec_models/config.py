@@ -107,6 +107,8 @@ class PipelineConfig:
     # Published runs kept per model; older partitions are pruned after a successful publish.
     keep_published_runs: int = 7
     torch_threads: int = 1
+    # User scoring is split into this many shards (Airflow maps one task per shard).
+    user_shards: int = 1
     run_root: str = field(default_factory=lambda: os.environ.get("RECS_RUN_ROOT", str(PROJECT_ROOT / "var" / "runs")))
     # Which model's run serves the _current views: "auto" = best holdout NDCG@10 among the dot-product
     # models that passed the quality gate tonight; the two-tower always serves domain-only users.
@@ -123,6 +125,7 @@ class PipelineConfig:
         _require(0 <= self.max_rejected_share <= 1, "max_rejected_share must be in [0, 1]")
         _require(self.keep_published_runs >= 1, "keep_published_runs must be >= 1")
         _require(self.torch_threads >= 1, "torch_threads must be >= 1")
+        _require(1 <= self.user_shards <= 1024, "user_shards must be between 1 and 1024")
         _require(self.serving_model in ("auto", *MODEL_NAMES),
                  f"serving_model must be one of auto, {', '.join(MODEL_NAMES)}")
 

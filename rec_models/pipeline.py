@@ -29,7 +29,8 @@ from rec_models.db.runs import quality_gate, record_model_run
 from rec_models.models import NCF, FeaturePopularity, MatrixFactorization, Popularity, Recommender, TwoTower
 from rec_models.evaluation import evaluate_model
 from rec_models.faults import checkpoint
-from rec_models.scoring import ServingModels, read_output_chunks, write_outputs
+from rec_models.scoring import (ServingModels, read_output_chunks, scored_groups, write_item_outputs,
+                                write_user_outputs)
 from rec_models.training import set_torch_threads
 
 log = logging.getLogger(__name__)
@@ -180,23 +181,51 @@ def load_evaluation(ctx: RunContext, model_name: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def score(ctx: RunContext, model_name: str, evaluation: dict, two_tower: dict | None = None) -> dict:
-    """Top-N similar videos and per-user top-N to files. Users: hot by this model, warm (domains only)
-    by the two-tower when it passed its gate tonight (else by domain popularity), cold by popularity.
-    New videos (no views) get neighbours from the two-tower's content tower."""
-    if not evaluation["publish"]:
-        log.info("model run %s did not pass the quality gate: nothing to score", evaluation["model_run_id"])
-        return {"scored": False}
-    set_torch_threads(ctx.config.torch_threads)
-    data = load_dataset(ctx)
+def _serving_models(ctx: RunContext, model_name: str, two_tower: dict | None) -> ServingModels:
+    """Hot users by this model; warm (domains only) by the two-tower when it passed its gate tonight,
+    else by domain popularity; cold by popularity; new videos placed by the two-tower's content tower."""
     load = lambda name: Recommender.load(ctx.model_dir(name, "serve"))  # noqa: E731
     content = load(TwoTower.name) if two_tower and two_tower["publish"] else None
     warm = content if content is not None else load(FeaturePopularity.name)
-    counts = write_outputs(data, ServingModels(hot=load(model_name), warm=warm, cold=load(Popularity.name),
-                                               content=content),
-                           ctx.config, ctx.run_dir / "outputs" / model_name)
+    return ServingModels(hot=load(model_name), warm=warm, cold=load(Popularity.name), content=content)
+
+
+def scores_dir(ctx: RunContext, model_name: str) -> Path:
+    return ctx.run_dir / "outputs" / model_name
+
+
+def score_videos(ctx: RunContext, model_name: str, evaluation: dict, two_tower: dict | None = None) -> list[int]:
+    """Similar videos and the popular list to files; returns the user shards to score (none if the
+    model did not pass its gate). Clears earlier attempts' files of this model."""
+    shutil.rmtree(scores_dir(ctx, model_name), ignore_errors=True)
+    if not evaluation["publish"]:
+        log.info("model run %s did not pass the quality gate: nothing to score", evaluation["model_run_id"])
+        return []
+    set_torch_threads(ctx.config.torch_threads)
+    data = load_dataset(ctx)
+    write_item_outputs(data, _serving_models(ctx, model_name, two_tower), ctx.config,
+                       scores_dir(ctx, model_name) / "items")
+    return list(range(ctx.config.user_shards))
+
+
+def score_users(ctx: RunContext, model_name: str, evaluation: dict, two_tower: dict | None, shard: int) -> dict:
+    """Top-N for one shard of the users (idempotent: a retry rewrites exactly this shard's files)."""
+    set_torch_threads(ctx.config.torch_threads)
+    data = load_dataset(ctx)
+    shards = ctx.config.user_shards
+    rows = write_user_outputs(data, _serving_models(ctx, model_name, two_tower), ctx.config,
+                              scores_dir(ctx, model_name) / f"users_{shard:04d}", shard, shards)
     checkpoint("score:done")
-    return {"scored": True, "rows": counts, "warm_model": warm.name}
+    return {"shard": shard, "shards": shards, "rows": rows}
+
+
+def score(ctx: RunContext, model_name: str, evaluation: dict, two_tower: dict | None = None) -> dict:
+    """Videos and every user shard in this process (the CLI and run_all; the DAG maps the shards)."""
+    shards = score_videos(ctx, model_name, evaluation, two_tower)
+    if not shards:
+        return {"scored": False}
+    results = [score_users(ctx, model_name, evaluation, two_tower, shard) for shard in shards]
+    return {"scored": True, "shards": len(results), "rows": sum(r["rows"]["user_recommendations"] for r in results)}
 
 
 OUTPUT_TABLES = [SIMILAR_VIDEOS, USER_RECOMMENDATIONS, POPULAR_VIDEOS]
@@ -208,8 +237,8 @@ def publish(ctx: RunContext, model_name: str, evaluation: dict) -> dict:
     model_run_id = int(evaluation["model_run_id"])
     if not evaluation["publish"]:
         return {"published": False, "model_run_id": model_run_id, "reason": evaluation["reason"]}
-    out_dir = ctx.run_dir / "outputs" / model_name
-    manifest = json.loads((out_dir / "manifest.json").read_text())
+    out_dir = scores_dir(ctx, model_name)
+    expected_groups = scored_groups(out_dir)
     timings = {}
     with connect(ctx.database_url) as conn:
         try:
@@ -219,7 +248,7 @@ def publish(ctx: RunContext, model_name: str, evaluation: dict) -> dict:
                 timings[f"stage_{output.name}_s"] = round(time.perf_counter() - started, 3)
             checkpoint("publish:after_stage")
             for output in OUTPUT_TABLES:
-                audit_output(conn, output, model_run_id, expected_groups=manifest["groups"].get(output.name))
+                audit_output(conn, output, model_run_id, expected_groups=expected_groups.get(output.name))
             checkpoint("publish:before_swap")
             timings["swap_s"] = round(swap_in(conn, model_run_id, OUTPUT_TABLES), 3)
             checkpoint("publish:after_swap")

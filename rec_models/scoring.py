@@ -68,18 +68,21 @@ def _learned_items(model: Recommender, watched: np.ndarray) -> np.ndarray:
     return np.ones_like(watched) if model.content_aware else watched
 
 
-def write_outputs(data: Dataset, models: ServingModels, config: PipelineConfig, folder: Path) -> dict[str, int]:
-    """Write similar videos, user recommendations (with segment) and the popular fallback list."""
+def _serving_context(data: Dataset, config: PipelineConfig):
+    views = data.interactions()
+    watched = np.asarray(views.sum(axis=0)).ravel() > 0
+    return views, watched, (None if config.include_seen else views)
+
+
+def write_item_outputs(data: Dataset, models: ServingModels, config: PipelineConfig, folder: Path) -> dict:
+    """Similar videos (watched ones by the model's embeddings, new ones by their content) and the
+    popular fallback list, into ``folder`` (replaced)."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     started = time.perf_counter()
-    views = data.interactions()
+    _, watched, _ = _serving_context(data, config)
     active = data.video_active
-    seen = None if config.include_seen else views
-    watched = np.asarray(views.sum(axis=0)).ravel() > 0
     manifest: dict = {"files": {}, "groups": {}, "rows": {}}
-
-    # Similar videos: watched ones by the model's embeddings; new ones by their content, if we can.
     similar = _ChunkWriter(folder, "similar_videos")
     hot_candidates = active & _learned_items(models.hot, watched)
     for block in models.hot.similar_items(np.flatnonzero(active & watched), config.top_n, allowed_items=hot_candidates):
@@ -89,35 +92,77 @@ def write_outputs(data: Dataset, models: ServingModels, config: PipelineConfig, 
         for block in models.content.similar_items(new_videos, config.top_n, allowed_items=active):
             similar.add(block, data.video_ids, data.video_ids)
     _finish(manifest, "similar_videos", [similar])
-
-    # User recommendations, routed explicitly by what we know of each user.
-    known_features = models.warm.known_features() if hasattr(models.warm, "known_features") else np.zeros(0, int)
-    segments = data.segments(views, known_features)
-    serving = {"hot": models.hot, "warm": models.warm, "cold": models.cold}
-    writers = []
-    for segment, users in segments.items():
-        writer = _ChunkWriter(folder, "user_recommendations", segment)
-        model = serving[segment]
-        allowed = active & _learned_items(model, watched)
-        if len(users):
-            segment_started = time.perf_counter()
-            for block in model.recommend(data, users, config.top_n, seen=seen, allowed_items=allowed):
-                writer.add(block, data.user_ids, data.video_ids)
-            log.info("%s users: %d served by %s in %.2f s", segment, len(users), model.name,
-                     time.perf_counter() - segment_started)
-        writers.append(writer)
-    _finish(manifest, "user_recommendations", writers)
-
     popular = _ChunkWriter(folder, "popular_videos")
     for block in models.cold.recommend(data, np.zeros(1, dtype=np.int64), config.top_n, allowed_items=active):
         popular.add(block, np.zeros(1, dtype=np.int64), data.video_ids)
     _finish(manifest, "popular_videos", [popular])
-    manifest["segments"] = {s: int(len(u)) for s, u in segments.items()}
-    manifest["models"] = {"hot": models.hot.name, "warm": models.warm.name, "cold": models.cold.name,
-                          "content": models.content.name if models.content else None}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    log.info("scored %s in %.2f s", manifest["rows"], time.perf_counter() - started)
+    log.info("scored videos: %s in %.2f s", manifest["rows"], time.perf_counter() - started)
     return manifest["rows"]
+
+
+def shard_users(n_users: int, shard: int, shards: int) -> np.ndarray:
+    """The user rows of one shard: contiguous, near-equal ranges (a retry of a shard redoes exactly them)."""
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} is not in 0..{shards - 1}")
+    return np.array_split(np.arange(n_users), shards)[shard]
+
+
+def write_user_outputs(data: Dataset, models: ServingModels, config: PipelineConfig, folder: Path,
+                       shard: int = 0, shards: int = 1) -> dict:
+    """Top-N per user of one shard, routed explicitly: hot (views), warm (domains only), cold."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    started = time.perf_counter()
+    views, watched, seen = _serving_context(data, config)
+    active = data.video_active
+    in_shard = np.zeros(data.n_users, dtype=bool)
+    in_shard[shard_users(data.n_users, shard, shards)] = True
+    known_features = models.warm.known_features() if hasattr(models.warm, "known_features") else np.zeros(0, int)
+    segments = {name: rows[in_shard[rows]] for name, rows in data.segments(views, known_features).items()}
+    serving = {"hot": models.hot, "warm": models.warm, "cold": models.cold}
+    manifest: dict = {"files": {}, "groups": {}, "rows": {}, "shard": shard, "shards": shards}
+    writers = []
+    for segment, users in segments.items():
+        writer = _ChunkWriter(folder, "user_recommendations", segment)
+        model = serving[segment]
+        if len(users):
+            segment_started = time.perf_counter()
+            allowed = active & _learned_items(model, watched)
+            for block in model.recommend(data, users, config.top_n, seen=seen, allowed_items=allowed):
+                writer.add(block, data.user_ids, data.video_ids)
+            seconds = time.perf_counter() - segment_started
+            log.info("shard %d/%d, %s users: %d served by %s in %.2f s (%.0f users/s)", shard + 1, shards, segment,
+                     len(users), model.name, seconds, len(users) / max(seconds, 1e-9))
+        writers.append(writer)
+    _finish(manifest, "user_recommendations", writers)
+    manifest["segments"] = {s: int(len(u)) for s, u in segments.items()}
+    manifest["models"] = {"hot": models.hot.name, "warm": models.warm.name, "cold": models.cold.name}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    log.info("scored users of shard %d/%d: %s in %.2f s", shard + 1, shards, manifest["rows"],
+             time.perf_counter() - started)
+    return manifest["rows"]
+
+
+def output_parts(folder: Path) -> list[dict]:
+    """The manifests of a model's scored parts (videos, and every user shard), checked complete."""
+    items = folder / "items" / "manifest.json"
+    if not items.exists():
+        raise FileNotFoundError(f"{folder} has no scored videos: run the score step first")
+    parts = [{"dir": folder / "items", **json.loads(items.read_text())}]
+    shards = [{"dir": p.parent, **json.loads(p.read_text())} for p in sorted(folder.glob("users_*/manifest.json"))]
+    expected = {s["shards"] for s in shards}
+    if len(expected) != 1 or sorted(s["shard"] for s in shards) != list(range(expected.pop())):
+        raise FileNotFoundError(f"{folder}: user shards incomplete ({[(s['shard'], s['shards']) for s in shards]})")
+    return parts + shards
+
+
+def scored_groups(folder: Path) -> dict[str, int | None]:
+    totals: dict[str, int | None] = {}
+    for part in output_parts(folder):
+        for name, groups in part["groups"].items():
+            totals[name] = None if groups is None else (totals.get(name) or 0) + groups
+    return totals
 
 
 def _finish(manifest: dict, output: str, writers: list[_ChunkWriter]) -> None:
@@ -129,15 +174,15 @@ def _finish(manifest: dict, output: str, writers: list[_ChunkWriter]) -> None:
 
 
 def read_output_chunks(folder: Path, output: OutputTable, model_run_id: int) -> Iterator[list]:
-    """Chunks of columns in the output table's COPY order."""
-    manifest = json.loads((folder / "manifest.json").read_text())
-    for entry in manifest["files"][output.name]:
-        with np.load(folder / entry["file"]) as chunk:
-            n = len(chunk["rank"])
-            run = np.full(n, model_run_id, dtype=np.int64)
-            if output.name == "similar_videos":
-                yield [run, chunk["group"], chunk["rank"], chunk["item"], chunk["score"]]
-            elif output.name == "user_recommendations":
-                yield [run, chunk["group"], chunk["rank"], chunk["item"], chunk["score"], entry["segment"]]
-            else:
-                yield [run, chunk["rank"], chunk["item"], chunk["score"]]
+    """Chunks of columns in the output table's COPY order, over every scored part."""
+    for part in output_parts(folder):
+        for entry in part["files"].get(output.name, []):
+            with np.load(part["dir"] / entry["file"]) as chunk:
+                n = len(chunk["rank"])
+                run = np.full(n, model_run_id, dtype=np.int64)
+                if output.name == "similar_videos":
+                    yield [run, chunk["group"], chunk["rank"], chunk["item"], chunk["score"]]
+                elif output.name == "user_recommendations":
+                    yield [run, chunk["group"], chunk["rank"], chunk["item"], chunk["score"], entry["segment"]]
+                else:
+                    yield [run, chunk["rank"], chunk["item"], chunk["score"]]

@@ -35,3 +35,9 @@ def test_compose_has_the_airflow_services(compose):
     services = set(result.stdout.split())
     assert {"postgres", "airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
             "airflow-triggerer"} <= services
+
+
+def test_celery_profile_adds_redis_and_workers(compose):
+    result = subprocess.run([compose, "-f", str(ROOT / "docker-compose.yml"), "--profile", "celery", "config", "--services"],
+                            capture_output=True, text=True, cwd=ROOT, check=True)
+    assert {"redis", "airflow-worker"} <= set(result.stdout.split())

@@ -41,7 +41,7 @@ def test_task_wiring(dagbag):
     dag = dagbag.dags["nightly_recommendations"]
     ids = {t.task_id for t in dag.tasks}
     models = ("mf", "neumf", "two_tower")
-    per_model = {f"{step}_{m}" for step in ("train", "evaluate", "score", "publish") for m in models}
+    per_model = {f"{step}_{m}" for step in ("train", "evaluate", "score_videos", "score_users", "publish") for m in models}
     assert ids == {"migrate", "validate_sources", "extract_snapshot", "train_fallbacks", "choose_serving",
                    "summary"} | per_model
     assert dag.get_task("validate_sources").downstream_task_ids == {"extract_snapshot"}
@@ -49,8 +49,10 @@ def test_task_wiring(dagbag):
     for m in models:
         assert dag.get_task(f"evaluate_{m}").upstream_task_ids == {"train_fallbacks", f"train_{m}"}
         # Warm users of every model's output are served by tonight's two-tower.
-        assert dag.get_task(f"score_{m}").upstream_task_ids == {f"evaluate_{m}", "evaluate_two_tower"}
-        assert dag.get_task(f"publish_{m}").upstream_task_ids == {f"evaluate_{m}", f"score_{m}"}
+        assert dag.get_task(f"score_videos_{m}").upstream_task_ids == {f"evaluate_{m}", "evaluate_two_tower"}
+        assert dag.get_task(f"score_users_{m}").upstream_task_ids == {f"score_videos_{m}", f"evaluate_{m}",
+                                                                       "evaluate_two_tower"}
+        assert dag.get_task(f"publish_{m}").upstream_task_ids == {f"evaluate_{m}", f"score_users_{m}"}
         assert [a.name for a in dag.get_task(f"publish_{m}").outlets] == [
             "rec.similar_videos", "rec.user_recommendations", "rec.popular_videos"]
     assert dag.get_task("choose_serving").upstream_task_ids >= {f"publish_{m}" for m in models}
