@@ -20,7 +20,7 @@ from rec_models.config import MODEL_NAMES, PipelineConfig
 from rec_models.data.dataset import Dataset
 from rec_models.data.snapshot import Snapshot, extract_snapshot  # noqa: F401  (Snapshot: part of the API)
 from rec_models.data.synthetic import SERVICE_START
-from rec_models.data.validate import validate_sources
+from rec_models.data.validate import drop_checked, validate_sources
 from rec_models.db.connect import connect
 from rec_models.db.migrate import apply_migrations
 from rec_models.db.outputs import POPULAR_VIDEOS, SIMILAR_VIDEOS, USER_RECOMMENDATIONS
@@ -86,9 +86,10 @@ def validate(ctx: RunContext) -> dict:
 
 def extract(ctx: RunContext) -> str:
     with connect(ctx.database_url) as conn:
-        snapshot = extract_snapshot(conn, ctx.interval_end, ctx.window_start, SERVICE_START)
-    folder = ctx.run_dir / "snapshot"
-    snapshot.save(folder)
+        snapshot = extract_snapshot(conn, ctx.interval_end, ctx.window_start, SERVICE_START, ctx.run_key)
+        folder = ctx.run_dir / "snapshot"
+        snapshot.save(folder)
+        drop_checked(conn, ctx.run_key)  # the judged rows are in the snapshot now
     checkpoint("extract:done")
     return str(folder)
 

@@ -72,14 +72,27 @@ class Snapshot:
         )
 
 
-def extract_snapshot(conn: psycopg.Connection, end: datetime, window_start: datetime, service_start: datetime) -> Snapshot:
-    """Read every valid row visible at ``end`` in one REPEATABLE READ snapshot."""
+def extract_snapshot(conn: psycopg.Connection, end: datetime, window_start: datetime, service_start: datetime,
+                     run_key: str | None = None) -> Snapshot:
+    """Read every valid row visible at ``end``: from the rows validate judged for ``run_key`` when it
+    kept them (one scan, no second evaluation of the rules), else by evaluating the rules now, in one
+    REPEATABLE READ snapshot."""
+    from rec_models.data.validate import checked_table
+
     params = rule_params(end, window_start, service_start)
     started = time.perf_counter()
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     conn.read_only = True
     try:
         with conn.transaction():
+            kept = run_key is not None and all(
+                conn.execute("SELECT to_regclass(%s)", (checked_table(t, run_key).as_string(conn),)).fetchone()[0]
+                for t in ("video_views", "user_domain_visits"))
+            if kept:
+                views_from = sql.SQL("{} c").format(checked_table("video_views", run_key))
+                visits_from = sql.SQL("{} c").format(checked_table("user_domain_visits", run_key))
+            else:
+                views_from, visits_from = sql.SQL("checked_views c"), sql.SQL("checked_visits c")
             videos = conn.execute(
                 "SELECT video_id, coalesce(is_active, true), coalesce(extract(epoch FROM published_at)::int8, -1), "
                 "title, coalesce(description, ''), coalesce(tags, '{}') "
@@ -87,22 +100,24 @@ def extract_snapshot(conn: psycopg.Connection, end: datetime, window_start: date
             ).fetchall()
             view_user, view_video, viewed_at, watch = copy_out_columns(
                 conn,
-                sql.SQL("{} SELECT user_id, video_id, extract(epoch FROM viewed_at)::int8, watch_seconds "
-                        "FROM checked_views WHERE reason IS NULL").format(views_check().query),
+                sql.SQL("{} SELECT c.user_id, c.video_id, extract(epoch FROM c.viewed_at)::int8, c.watch_seconds "
+                        "FROM {} WHERE c.reason IS NULL").format(
+                            sql.SQL("") if kept else views_check().query, views_from),
                 params, ["int8", "int8", "int8", "int4"],
             )
-            visits_query = visits_check().query
+            visits_prefix = sql.SQL("") if kept else visits_check().query
             domains = [r[0] for r in conn.execute(
-                sql.SQL("{} SELECT DISTINCT domain FROM checked_visits WHERE reason IS NULL ORDER BY domain").format(visits_query),
+                sql.SQL("{} SELECT DISTINCT c.domain FROM {} WHERE c.reason IS NULL ORDER BY 1").format(
+                    visits_prefix, visits_from),
                 params,
             ).fetchall()]
+            # Domain index by a hash join on the sorted distinct list: no sort of every row.
             visit_user, visit_domain, visit_date, visits = copy_out_columns(
                 conn,
-                sql.SQL("{}, ranked AS (SELECT *, dense_rank() OVER (ORDER BY domain) - 1 AS domain_idx "
-                        "FROM checked_visits WHERE reason IS NULL) "
-                        "SELECT user_id, domain_idx::int4, (visit_date - date '1970-01-01')::int4, visits FROM ranked"
-                        ).format(visits_query),
-                params, ["int8", "int4", "int4", "int4"],
+                sql.SQL("{} SELECT c.user_id, (d.ord - 1)::int4, (c.visit_date - date '1970-01-01')::int4, c.visits "
+                        "FROM {} JOIN unnest(%(domains)s::text[]) WITH ORDINALITY AS d(domain, ord) "
+                        "ON d.domain = c.domain WHERE c.reason IS NULL").format(visits_prefix, visits_from),
+                {**params, "domains": domains}, ["int8", "int4", "int4", "int4"],
             )
     finally:
         conn.isolation_level = None

@@ -4,6 +4,7 @@ stop the run before training when a source is empty or too much of it is bad."""
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -53,10 +54,15 @@ def validate_sources(
     """
     params = rule_params(end, window_start, service_start)
     reports: dict[str, SourceReport] = {}
-    with conn.transaction():
-        conn.execute("DELETE FROM rec.rejected_rows WHERE run_key = %s", (run_key,))
-        for check in source_checks():
-            reports[check.table] = _quarantine(conn, check, run_key, params)
+    # One snapshot for all three sources; the judged rows are kept (rec.checked_*) for the extract.
+    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    try:
+        with conn.transaction():
+            conn.execute("DELETE FROM rec.rejected_rows WHERE run_key = %s", (run_key,))
+            for check in source_checks():
+                reports[check.table] = _quarantine(conn, check, run_key, params)
+    finally:
+        conn.isolation_level = None
     for report in reports.values():
         log.info(
             "%s: %d rows in window, %d rejected (%.2f%%) %s",
@@ -69,17 +75,33 @@ def validate_sources(
     return reports
 
 
+def checked_table(table: str, run_key: str) -> sql.Identifier:
+    """Where validate keeps the judged rows of one source for one run (read by the extract)."""
+    slug = re.sub(r"[^0-9a-z]", "", run_key.lower())[:32]
+    return sql.Identifier("rec", f"checked_{table}_{slug}")
+
+
+def drop_checked(conn: psycopg.Connection, run_key: str) -> None:
+    with conn.transaction():
+        for table in _CHECKED:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(checked_table(table, run_key)))
+
+
 def _quarantine(conn: psycopg.Connection, check: SourceCheck, run_key: str, params: dict) -> SourceReport:
-    checked = sql.Identifier(_CHECKED[check.table])
+    # The rules run once: their verdicts are materialised, then quarantined and counted from there.
+    target = checked_table(check.table, run_key)
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(target))
+    conn.execute(sql.SQL("CREATE UNLOGGED TABLE {} AS {} SELECT * FROM {}").format(
+        target, check.query, sql.Identifier(_CHECKED[check.table])), params)
     row_columns = sql.SQL("to_jsonb(c) - 'reason' - 'copy_number' - 'domains_that_day'")
     conn.execute(
         sql.SQL(
-            "{} INSERT INTO rec.rejected_rows (run_key, source_table, reason, row_data) "
+            "INSERT INTO rec.rejected_rows (run_key, source_table, reason, row_data) "
             "SELECT %(run_key)s, %(table)s, c.reason, {} FROM {} c WHERE c.reason IS NOT NULL"
-        ).format(check.query, row_columns, checked),
-        {**params, "run_key": run_key, "table": check.table},
+        ).format(row_columns, target),
+        {"run_key": run_key, "table": check.table},
     )
-    total = conn.execute(sql.SQL("{} SELECT count(*) FROM {}").format(check.query, checked), params).fetchone()[0]
+    total = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()[0]
     by_reason = dict(
         conn.execute(
             "SELECT reason, count(*) FROM rec.rejected_rows WHERE run_key = %s AND source_table = %s "

@@ -43,12 +43,19 @@ def test_each_bad_class_is_quarantined_with_its_reason(seeded, small_world):
         assert sample["watch_seconds"] == 999999
 
         # Re-validating the same run replaces its quarantine instead of adding to it.
+        conn.commit()
         validate_sources(conn, "run-a", END, WINDOW, SERVICE_START, max_rejected_share=0.5)
         assert conn.execute("SELECT count(*) FROM rec.rejected_rows WHERE run_key = 'run-a'").fetchone()[0] == stored
 
-        # The snapshot reads exactly the rows that passed.
+        # The snapshot reads exactly the rows that passed, from validate's verdicts or evaluating anew.
         conn.commit()
-        snap = extract_snapshot(conn, END, WINDOW, SERVICE_START)
+        snap = extract_snapshot(conn, END, WINDOW, SERVICE_START, run_key="run-a")
+        again = extract_snapshot(conn, END, WINDOW, SERVICE_START)
+        assert sorted(zip(snap.view_user, snap.view_video, snap.viewed_at)) == \
+            sorted(zip(again.view_user, again.view_video, again.viewed_at))
+        assert snap.domains == again.domains
+        assert sorted(zip(snap.visit_user, snap.visit_domain, snap.visit_date)) == \
+            sorted(zip(again.visit_user, again.visit_domain, again.visit_date))
         assert len(snap.view_user) == reports["video_views"].rows - reports["video_views"].rejected
         assert 987654321 not in set(snap.view_video.tolist())
         assert 999 not in set(snap.visit_user.tolist())
