@@ -102,8 +102,8 @@ def top_n_scored(
     device: torch.device | None = None,
 ) -> Iterator[TopNBlock]:
     """The blocked top-k search for any scorer: ``score_rows(rows)`` returns (len(rows), n_items)
-    scores on ``device``. Dot products use it through :func:`top_n`; a model whose score is not a
-    dot product (NeuMF) passes a scorer that runs the network on every (query, item) pair."""
+    scores on ``device``. A model whose score is not a dot product (NeuMF) passes a scorer that runs
+    the network on every (query, item) pair; dot products take the faster :func:`top_n`."""
     device = device or pick_device()
     k = min(k, n_items)
     penalty = None

@@ -71,20 +71,33 @@ class PositiveRanks:
         return np.where(self.ranks < k, 1.0 / np.log2(self.ranks + 2.0), 0.0)
 
 
-def rank_positive_full(model: Recommender, data: Dataset, train: sparse.csr_matrix, users: np.ndarray,
-                       positives: np.ndarray) -> PositiveRanks:
-    """A-full: count the candidates (not in training, not the positive) scoring >= the positive."""
+def _rank_positives(model: Recommender, data: Dataset, users: np.ndarray, positives: np.ndarray,
+                    candidates_of) -> PositiveRanks:
+    """Per user, how many of its candidates score >= its positive (ties count against the positive).
+    ``candidates_of(rows, scores, r)`` turns a score block into the candidates' scores (-inf = none)."""
     score = model.score_rows(data, torch.device("cpu"))
     ranks = np.empty(len(users), dtype=np.int64)
     for start in range(0, len(users), BLOCK_USERS):
-        rows = users[start:start + BLOCK_USERS]
+        at = slice(start, start + BLOCK_USERS)
+        rows = users[at]
         scores = score(rows).numpy().astype(np.float64)
-        pos = scores[np.arange(len(rows)), positives[start:start + BLOCK_USERS]]
-        sub = train[rows]
-        scores[np.repeat(np.arange(len(rows)), np.diff(sub.indptr)), sub.indices] = -np.inf
-        scores[np.arange(len(rows)), positives[start:start + BLOCK_USERS]] = -np.inf
-        ranks[start:start + BLOCK_USERS] = (scores >= pos[:, None]).sum(1)
+        r = np.arange(len(rows))
+        pos = scores[r, positives[at]]
+        ranks[at] = (candidates_of(rows, scores, r, at) >= pos[:, None]).sum(1)
     return PositiveRanks(ranks)
+
+
+def rank_positive_full(model: Recommender, data: Dataset, train: sparse.csr_matrix, users: np.ndarray,
+                       positives: np.ndarray) -> PositiveRanks:
+    """A-full: every item not in the user's training interactions, other than the positive."""
+
+    def candidates(rows, scores, r, at):
+        sub = train[rows]
+        scores[np.repeat(r, np.diff(sub.indptr)), sub.indices] = -np.inf
+        scores[r, positives[at]] = -np.inf
+        return scores
+
+    return _rank_positives(model, data, users, positives, candidates)
 
 
 def sampled_negatives(data: Dataset, users: np.ndarray, interacted: sparse.csr_matrix, n: int = 99,
@@ -103,16 +116,9 @@ def sampled_negatives(data: Dataset, users: np.ndarray, interacted: sparse.csr_m
 
 def rank_positive_sampled(model: Recommender, data: Dataset, users: np.ndarray, positives: np.ndarray,
                           negatives: np.ndarray) -> PositiveRanks:
-    score = model.score_rows(data, torch.device("cpu"))
-    ranks = np.empty(len(users), dtype=np.int64)
-    for start in range(0, len(users), BLOCK_USERS):
-        rows = users[start:start + BLOCK_USERS]
-        scores = score(rows).numpy().astype(np.float64)
-        r = np.arange(len(rows))
-        pos = scores[r, positives[start:start + BLOCK_USERS]]
-        neg = scores[r[:, None], negatives[start:start + BLOCK_USERS]]
-        ranks[start:start + BLOCK_USERS] = (neg >= pos[:, None]).sum(1)
-    return PositiveRanks(ranks)
+    """A-100: the positive against its sampled negatives only."""
+    return _rank_positives(model, data, users, positives,
+                           lambda rows, scores, r, at: scores[r[:, None], negatives[at]])
 
 
 def temporal_metrics(model: Recommender, data: Dataset, split: Split, k: int = 10) -> RankingMetrics:
