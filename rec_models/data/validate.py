@@ -58,6 +58,8 @@ def validate_sources(
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     try:
         with conn.transaction():
+            # The duplicate and bot rules sort the window's rows: let them sort in memory, not on disk.
+            conn.execute("SET LOCAL work_mem = '256MB'")
             conn.execute("DELETE FROM rec.rejected_rows WHERE run_key = %s", (run_key,))
             for check in source_checks():
                 reports[check.table] = _quarantine(conn, check, run_key, params)
