@@ -60,7 +60,7 @@ def run(size: str, params: dict) -> dict:
         world = step("generate", lambda: generate_world(spec, end), rows)
         apply_migrations(url)
         with connect(url) as conn:
-            step("seed (COPY)", lambda: seed_world(conn, world), rows)
+            step("seed (COPY)", lambda w=world: seed_world(conn, w), rows)
         del world
         config = dataclasses.replace(PipelineConfig.from_params(params), run_root=str(Path("var") / "bench-scale" / size))
         ctx = pipeline.RunContext(database_url=url, interval_end=end, config=config)

@@ -320,8 +320,4 @@ def run_all(ctx: RunContext, models: tuple[str, ...] = MODEL_NAMES) -> dict:
     return {"published": published, **serving}
 
 
-def clean_run_dir(ctx: RunContext) -> None:
-    shutil.rmtree(ctx.run_dir, ignore_errors=True)
-
-
 __all__ = ["RunContext", "validate", "extract", "train", "evaluate", "score", "publish", "choose_serving", "summarize"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import psycopg
 
@@ -93,7 +92,3 @@ def demo_report(conn: psycopg.Connection, samples: int = 3, top: int = 5) -> str
             (user_id, top)).fetchall():
             lines.append(f"      {rank}. [{video_id}] {title:<40} score {score:.3f}")
     return "\n".join(lines)
-
-
-def format_json(data: dict) -> str:
-    return json.dumps(data, indent=2, default=str)

@@ -39,13 +39,6 @@ def connect(database_url: str, **kwargs) -> psycopg.Connection:
     return psycopg.connect(database_url, **kwargs)
 
 
-def redact(database_url: str) -> str:
-    """The URL with any password removed, for logs."""
-    info = psycopg.conninfo.conninfo_to_dict(database_url)
-    info.pop("password", None)
-    return psycopg.conninfo.make_conninfo(**info)
-
-
 @contextlib.contextmanager
 def scratch_database(prefix: str = "recs_scratch") -> Iterator[str]:
     """A new empty database on the server (embedded or DATABASE_URL's), dropped afterwards."""

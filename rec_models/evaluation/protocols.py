@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from scipy import sparse
 
-from rec_models.data.dataset import Dataset, Split
-from rec_models.evaluation.metrics import RankingMetrics, evaluate_model
+from rec_models.data.dataset import Dataset
+from rec_models.evaluation.metrics import evaluate_model
 from rec_models.models.base import Recommender
 
 BLOCK_USERS = 256
@@ -119,10 +119,6 @@ def rank_positive_sampled(model: Recommender, data: Dataset, users: np.ndarray, 
     """A-100: the positive against its sampled negatives only."""
     return _rank_positives(model, data, users, positives,
                            lambda rows, scores, r, at: scores[r[:, None], negatives[at]])
-
-
-def temporal_metrics(model: Recommender, data: Dataset, split: Split, k: int = 10) -> RankingMetrics:
-    return evaluate_model(model, data, split.train, split.test, split.test_users, k=k)
 
 
 def cold_user_metrics(model: Recommender, data: Dataset, users: np.ndarray, k: int = 10) -> dict[str, np.ndarray]:

@@ -57,9 +57,7 @@ class NeuralRecommender(Recommender):
         validate = None
         if validation is not None:
             users = np.random.default_rng(self.seed).permutation(validation.test_users)[:VALIDATION_USERS]
-
-            def validate() -> float:
-                return evaluate_model(self, data, validation.train, validation.test, users, k=10).ndcg
+            validate = lambda: evaluate_model(self, data, validation.train, validation.test, users, k=10).ndcg  # noqa: E731
 
         n_epochs = epochs or self.config.epochs
         settings = TrainSettings(
