@@ -49,6 +49,8 @@ PARAMS = {
     "history_days": Param(180, type="integer", minimum=3, description="Days of history read."),
     "include_seen": Param(False, type="boolean", description="Allow already-watched videos in user lists."),
     "keep_published_runs": Param(7, type="integer", minimum=1, description="Published runs kept per model."),
+    "swap_lock_timeout_ms": Param(100, type="integer", minimum=0, maximum=60000,
+                                  description="Publish waits this long for a lock, then backs off and retries."),
     "seed": Param(42, type="integer", description="Random seed: the same data and seed give the same rows."),
     "torch_threads": Param(1, type="integer", minimum=1, description="CPU threads for PyTorch."),
     "mf_dim": Param(32, type="integer", minimum=1, description="MF embedding size."),

@@ -106,6 +106,9 @@ class PipelineConfig:
     include_seen: bool = False
     # Published runs kept per model; older partitions are pruned after a successful publish.
     keep_published_runs: int = 7
+    # How long the publish swap waits for a lock before backing off and retrying (0: wait forever,
+    # which lets one long reader stall every reader queued behind the swap).
+    swap_lock_timeout_ms: int = 100
     torch_threads: int = 1
     # User scoring is split into this many shards (Airflow maps one task per shard).
     user_shards: int = 1
@@ -124,6 +127,7 @@ class PipelineConfig:
         _require(0 <= self.quality_tolerance <= 1, "quality_tolerance must be in [0, 1]")
         _require(0 <= self.max_rejected_share <= 1, "max_rejected_share must be in [0, 1]")
         _require(self.keep_published_runs >= 1, "keep_published_runs must be >= 1")
+        _require(0 <= self.swap_lock_timeout_ms <= 60_000, "swap_lock_timeout_ms must be between 0 and 60000")
         _require(self.torch_threads >= 1, "torch_threads must be >= 1")
         _require(1 <= self.user_shards <= 1024, "user_shards must be between 1 and 1024")
         _require(self.serving_model in ("auto", *MODEL_NAMES),

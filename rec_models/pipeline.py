@@ -251,13 +251,15 @@ def publish(ctx: RunContext, model_name: str, evaluation: dict) -> dict:
             for output in OUTPUT_TABLES:
                 audit_output(conn, output, model_run_id, expected_groups=expected_groups.get(output.name))
             checkpoint("publish:before_swap")
-            timings["swap_s"] = round(swap_in(conn, model_run_id, OUTPUT_TABLES), 3)
+            timings["swap_s"] = round(swap_in(conn, model_run_id, OUTPUT_TABLES,
+                                              lock_timeout_ms=ctx.config.swap_lock_timeout_ms), 3)
             checkpoint("publish:after_swap")
         except Exception:
             conn.rollback()
             drop_staging(conn, OUTPUT_TABLES, model_run_id)
             raise
-        pruned = prune_published(conn, OUTPUT_TABLES, model_name, ctx.config.keep_published_runs)
+        pruned = prune_published(conn, OUTPUT_TABLES, model_name, ctx.config.keep_published_runs,
+                                 lock_timeout_ms=ctx.config.swap_lock_timeout_ms or 100)
         conn.execute("UPDATE rec.model_runs SET timings = timings || %s::jsonb WHERE model_run_id = %s",
                      (json.dumps(timings), model_run_id))
         conn.commit()
@@ -283,7 +285,8 @@ def choose_serving(ctx: RunContext, evaluations: list[dict]) -> dict:
         return {"serving": None}
     checkpoint("serving:before_switch")
     with connect(ctx.database_url) as conn:
-        moved = point_serving(conn, int(chosen["model_run_id"]), OUTPUT_TABLES)
+        moved = point_serving(conn, int(chosen["model_run_id"]), OUTPUT_TABLES,
+                              lock_timeout_ms=ctx.config.swap_lock_timeout_ms)
     if not moved:
         log.info("a run for a later data interval serves already: this backfill does not take over")
     return {"serving": chosen["model"], "model_run_id": chosen["model_run_id"], "moved": moved}
