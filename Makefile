@@ -9,7 +9,7 @@ SIZE ?= M
 
 BENCH_STAMP := $(VENV)/.bench-$(shell cat requirements-bench.lock | sha1sum | cut -c1-12)
 
-.PHONY: install bench-install demo test airflow stop report lock clean bench-ml100k bench-faults bench-topn bench-scale
+.PHONY: install bench-install demo test airflow stop report lock clean bench-ml100k bench-faults bench-topn bench-scale bench-io
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ bench-topn: $(BENCH_STAMP)
 ## make bench-scale: the nightly steps on synthetic worlds S / M / L (SIZE=M by default)
 bench-scale: $(STAMP)
 	$(PY) -m bench.scale $(foreach s,$(subst $(comma), ,$(SIZE)),--size $(s))
+
+## make bench-io: extract and publish I/O vs ADBC, psycopg2 + pyarrow, psycopg 3, pandas; the swap
+bench-io: $(BENCH_STAMP)
+	$(PY) -m bench.io
 
 ## make bench-faults: bad input, injected faults and readers during publishes; prints one summary line
 bench-faults: $(STAMP)

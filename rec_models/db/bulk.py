@@ -57,11 +57,10 @@ def copy_out_columns(
     statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(
         sql.SQL(query) if isinstance(query, str) else query
     )
-    chunks: list[bytes] = []
+    payload = bytearray()
     with conn.cursor() as cur, cur.copy(statement, params) as copy:
         for data in copy:
-            chunks.append(bytes(data))
-    payload = b"".join(chunks)
+            payload += data  # one growing buffer: no per-chunk copies to join later
     if not payload.startswith(_SIGNATURE[:11]):
         raise ValueError("unexpected binary COPY header")
     ext_len = int.from_bytes(payload[15:19], "big")
