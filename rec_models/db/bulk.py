@@ -6,6 +6,7 @@ is one structured numpy array: decoding a read is a ``frombuffer`` and encoding 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -57,11 +58,8 @@ def copy_out_columns(
     statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(
         sql.SQL(query) if isinstance(query, str) else query
     )
-    payload = bytearray()
-    with conn.cursor() as cur, cur.copy(statement, params) as copy:
-        for data in copy:
-            payload += data  # one growing buffer: no per-chunk copies to join later
-    if not payload.startswith(_SIGNATURE[:11]):
+    payload = _copy_out_bytes(conn, statement, params)
+    if bytes(payload[:11]) != _SIGNATURE[:11]:
         raise ValueError("unexpected binary COPY header")
     ext_len = int.from_bytes(payload[15:19], "big")
     body = memoryview(payload)[19 + ext_len : len(payload) - 2]  # strip header and the -1 trailer
@@ -72,6 +70,36 @@ def copy_out_columns(
     if len(rows) and (rows["nfields"] != len(pg_types)).any():
         raise ValueError("binary COPY returned an unexpected number of columns")
     return [rows[f"col{i}"].astype(_NUMPY_FOR_PG[t]) for i, t in enumerate(pg_types)]
+
+
+def _copy_out_bytes(conn: psycopg.Connection, statement: sql.Composed, params: dict | None) -> bytes | bytearray:
+    """The raw COPY output. psycopg 3 hands COPY OUT over one row per Python iteration; psycopg2's
+    copy_expert loops in C, about twice as fast, so it reads when installed, in the same snapshot
+    as ``conn``'s open transaction (pg_export_snapshot), else psycopg 3 does."""
+    try:
+        import psycopg2
+    except ImportError:
+        payload = bytearray()
+        with conn.cursor() as cur, cur.copy(statement, params) as copy:
+            for data in copy:
+                payload += data
+        return payload
+    text = psycopg.ClientCursor(conn).mogrify(statement, params)
+    snapshot = None
+    if conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+    other = psycopg2.connect(conn.info.dsn + (f" password={conn.info.password}" if conn.info.password else ""))
+    try:
+        cur = other.cursor()
+        if snapshot is not None:
+            cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+        buffer = io.BytesIO()
+        cur.copy_expert(text, buffer)
+        other.rollback()
+        return buffer.getbuffer()
+    finally:
+        other.close()
 
 
 def encode_rows(columns: Sequence[np.ndarray | str], pg_types: Sequence[str]) -> bytes:
