@@ -18,7 +18,7 @@ import numpy as np
 
 from rec_models.config import MODEL_NAMES, PipelineConfig
 from rec_models.data.dataset import Dataset
-from rec_models.data.snapshot import Snapshot, extract_snapshot  # noqa: F401  (Snapshot: part of the API)
+from rec_models.data.snapshot import Snapshot, extract_snapshot
 from rec_models.data.synthetic import SERVICE_START
 from rec_models.data.validate import drop_checked, validate_sources
 from rec_models.db.connect import connect
@@ -90,12 +90,18 @@ def extract(ctx: RunContext) -> str:
         folder = ctx.run_dir / "snapshot"
         snapshot.save(folder)
         drop_checked(conn, ctx.run_key)  # the judged rows are in the snapshot now
+    # The one data object of the run (id maps, views, domain and content bags), built once here.
+    Dataset.from_snapshot(snapshot).save(ctx.run_dir / "dataset")
     checkpoint("extract:done")
     return str(folder)
 
 
 def load_dataset(ctx: RunContext) -> Dataset:
-    return Dataset.from_snapshot(Snapshot.load(ctx.run_dir / "snapshot"))
+    """The run's Dataset, built once by the extract (built here from the snapshot if missing)."""
+    folder = ctx.run_dir / "dataset"
+    if not (folder / "arrays.npz").exists():
+        Dataset.from_snapshot(Snapshot.load(ctx.run_dir / "snapshot")).save(folder)
+    return Dataset.load(folder)
 
 
 def build_model(name: str, config: PipelineConfig) -> Recommender:
@@ -115,11 +121,16 @@ def train(ctx: RunContext, model_name: str) -> dict:
     set_torch_threads(ctx.config.torch_threads)
     data = load_dataset(ctx)
     if model_name == FALLBACKS:
-        for model in (Popularity(), FeaturePopularity()):
+        split = data.holdout(ctx.config.holdout_days)
+        popularity = Popularity()
+        for model in (popularity, FeaturePopularity()):
             model.fit(data)
             model.save(ctx.model_dir(model.name, "serve"))
-            model.fit(data, before=data.holdout(ctx.config.holdout_days).boundary)
+            model.fit(data, before=split.boundary)
             model.save(ctx.model_dir(model.name, "eval"))
+        # The baseline every model's holdout metrics are reported next to: computed once per run.
+        baseline = evaluate_model(popularity, data, split.train, split.test, split.test_users).as_dict()
+        (ctx.model_dir(Popularity.name, "eval") / "holdout.json").write_text(json.dumps(baseline))
         return {"model": FALLBACKS}
     validation = data.validation(ctx.config.holdout_days)
     model = build_model(model_name, ctx.config)
@@ -144,11 +155,10 @@ def evaluate(ctx: RunContext, model_name: str) -> dict:
     data = load_dataset(ctx)
     split = data.holdout(ctx.config.holdout_days)
     model = Recommender.load(ctx.model_dir(model_name, "eval"))
-    baseline = Recommender.load(ctx.model_dir(Popularity.name, "eval"))
     started = time.perf_counter()
     metrics = evaluate_model(model, data, split.train, split.test, split.test_users).as_dict()
     metrics["scoring_seconds"] = round(time.perf_counter() - started, 3)
-    metrics["baseline_popularity"] = evaluate_model(baseline, data, split.train, split.test, split.test_users).as_dict()
+    metrics["baseline_popularity"] = json.loads((ctx.model_dir(Popularity.name, "eval") / "holdout.json").read_text())
     metrics["protocol"] = f"full ranking, last {ctx.config.holdout_days} day(s) before the interval end"
     if isinstance(model, TwoTower):
         # The same users scored from their domains alone: what a domain-only user can expect.

@@ -9,7 +9,10 @@ video's content bag (title, description and tag tokens). Rows and columns are de
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy import sparse
@@ -85,6 +88,36 @@ class Dataset:
             item_features=item_features, item_feature_names=tokens, end=float(end), video_text=video_text,
         )
 
+    def save(self, folder: Path) -> None:
+        """Persist the built object, so every task of a run loads it instead of rebuilding it."""
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        arrays = {name: getattr(self, name) for name in _ARRAYS}
+        for name in _MATRICES:
+            matrix = getattr(self, name).tocsr()
+            arrays.update({f"{name}.data": matrix.data, f"{name}.indices": matrix.indices,
+                           f"{name}.indptr": matrix.indptr, f"{name}.shape": np.array(matrix.shape)})
+        np.savez(tmp / "arrays.npz", **arrays)
+        (tmp / "meta.json").write_text(json.dumps({
+            "user_feature_names": self.user_feature_names, "item_feature_names": self.item_feature_names,
+            "end": self.end, "video_text": {str(k): v for k, v in self.video_text.items()}}))
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+
+    @classmethod
+    def load(cls, folder: Path) -> "Dataset":
+        meta = json.loads((folder / "meta.json").read_text())
+        with np.load(folder / "arrays.npz") as arrays:
+            fields = {name: arrays[name] for name in _ARRAYS}
+            for name in _MATRICES:
+                fields[name] = sparse.csr_matrix(
+                    (arrays[f"{name}.data"], arrays[f"{name}.indices"], arrays[f"{name}.indptr"]),
+                    shape=tuple(arrays[f"{name}.shape"]))
+        return cls(**fields, user_feature_names=meta["user_feature_names"],
+                   item_feature_names=meta["item_feature_names"], end=meta["end"],
+                   video_text={int(k): v for k, v in meta["video_text"].items()})
+
     def with_views(self, keep: np.ndarray) -> "Dataset":
         """The same users, videos and features with only the views where ``keep`` is true (protocol splits)."""
         return dataclasses.replace(self, view_user=self.view_user[keep], view_video=self.view_video[keep],
@@ -144,6 +177,10 @@ class Dataset:
             "warm": np.flatnonzero(~has_views & has_domains),
             "cold": np.flatnonzero(~has_views & ~has_domains),
         }
+
+
+_ARRAYS = ("user_ids", "video_ids", "video_active", "view_user", "view_video", "viewed_at")
+_MATRICES = ("user_features", "item_features")
 
 
 def _binary(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int) -> sparse.csr_matrix:

@@ -62,3 +62,16 @@ def test_default_end_is_latest_past_0200():
 
     assert default_end(datetime(2026, 11, 27, 1, 0, tzinfo=timezone.utc)) == datetime(2026, 11, 26, 2, tzinfo=timezone.utc)
     assert default_end(datetime(2026, 11, 27, 3, 0, tzinfo=timezone.utc)) == datetime(2026, 11, 27, 2, tzinfo=timezone.utc)
+
+
+def test_dataset_save_load_round_trip(small_dataset, tmp_path):
+    from rec_models.data.dataset import Dataset
+
+    small_dataset.save(tmp_path / "d")
+    loaded = Dataset.load(tmp_path / "d")
+    for name in ("user_ids", "video_ids", "video_active", "view_user", "view_video", "viewed_at"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(small_dataset, name))
+    assert (loaded.user_features != small_dataset.user_features).nnz == 0
+    assert (loaded.item_features != small_dataset.item_features).nnz == 0
+    assert loaded.item_feature_names == small_dataset.item_feature_names and loaded.end == small_dataset.end
+    assert loaded.video_text == small_dataset.video_text
