@@ -1,7 +1,10 @@
 import numpy as np
+import pytest
+import torch
 from scipy import sparse
 
 from rec_models.topn import flatten, top_n
+from rec_models.topn_exact import exact_top_k
 
 
 def brute(q, items, k, exclude=None, allowed=None, own=None):
@@ -55,24 +58,51 @@ def test_flatten_drops_missing_candidates_and_ranks_from_one():
     assert np.isfinite(scores).all()
 
 
-def test_exact_search_with_pruning_matches_brute_force_everywhere():
-    """Norm-ordered termination and threshold pruning never change the answer."""
-    from rec_models.topn_exact import exact_top_k
-    import torch
-
+@pytest.mark.parametrize("low_precision", [None, torch.bfloat16])
+def test_exact_search_with_pruning_matches_brute_force_everywhere(low_precision):
+    """Norm-ordered termination, threshold pruning and the bfloat16 pre-test never change the answer."""
     rng = np.random.default_rng(3)
     items = (rng.normal(size=(700, 6)) * rng.lognormal(0, 0.8, (700, 1))).astype(np.float32)
     order = np.argsort(-np.linalg.norm(items, axis=1))
     items = items[order]
     q = rng.normal(size=(90, 6)).astype(np.float32)
     exclude = sparse.random(90, 700, density=0.1, random_state=2, format="csr")
-    allowed = rng.random(700) > 0.15
-    penalty = torch.as_tensor(np.where(allowed, 0, -np.inf).astype(np.float32))
     own = torch.as_tensor(rng.integers(0, 700, 90))
     for k in (1, 10, 600):
         v, i = exact_top_k(torch.as_tensor(q), torch.as_tensor(items), k, item_norms_sorted=True, exclude=exclude,
-                           exclude_items=own, penalty=penalty, column_block=64, first_block=16)
-        want_idx, want_scores = brute(q, items, k, exclude, allowed, own.numpy())
+                           exclude_items=own, column_block=64, first_block=16, low_precision=low_precision)
+        want_idx, want_scores = brute(q, items, k, exclude, None, own.numpy())
         np.testing.assert_allclose(v.numpy(), want_scores, rtol=1e-5)
         finite = np.isfinite(want_scores)
         assert (np.sort(np.where(finite, i.numpy(), -1), 1) == np.sort(np.where(finite, want_idx, -1), 1)).all()
+
+
+def test_bfloat16_pretest_is_exact_where_scores_differ_below_its_resolution():
+    """Items whose scores differ by far less than bfloat16 can resolve: the float32 answer still comes back."""
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=(1, 32)).astype(np.float32)
+    # 3000 near-copies of one direction: every score agrees in its first ~3 significant digits.
+    items = (base + rng.normal(scale=1e-3, size=(3000, 32))).astype(np.float32)
+    items = items[np.argsort(-np.linalg.norm(items, axis=1))]
+    q = (base + rng.normal(scale=1e-2, size=(40, 32))).astype(np.float32)
+    v, i = exact_top_k(torch.as_tensor(q), torch.as_tensor(items), 25, item_norms_sorted=True, column_block=256,
+                       first_block=64, low_precision=torch.bfloat16)
+    want_idx, want_scores = brute(q, items, 25)
+    np.testing.assert_allclose(v.numpy(), want_scores, rtol=1e-6)
+    assert (np.sort(i.numpy(), 1) == np.sort(want_idx, 1)).mean() > 0.99  # ties at float32 precision aside
+
+
+def test_bfloat16_pretest_error_bound_keeps_a_winner_it_cannot_resolve():
+    """B beats A by 1e-4, which bfloat16 rounds away; without the error bound the pre-test would skip B's block."""
+    dim = 4
+    a = np.array([1.0, 0.5, 0, 0])  # seeds the threshold: score 1.0, the largest norm
+    b = np.array([1.0001, 0, 0, 0])  # the true best: score 1.0001, a later block
+    fillers = lambda n, norm: np.column_stack([-np.ones(n), np.zeros(n), np.linspace(0, 1, n), np.zeros(n)]) \
+        / np.sqrt(1 + np.linspace(0, 1, n)[:, None] ** 2) * norm
+    items = np.vstack([a, fillers(31, 1.05), b, fillers(15, 0.5)]).astype(np.float32)
+    assert (np.diff(np.linalg.norm(items, axis=1)) <= 1e-6).all()  # descending norm, as the search expects
+    q = np.tile(np.array([[1.0, 0, 0, 0]], dtype=np.float32), (8, 1))
+    v, i = exact_top_k(torch.as_tensor(q), torch.as_tensor(items), 1, item_norms_sorted=True, column_block=16,
+                       first_block=16, low_precision=torch.bfloat16)
+    assert (i.numpy()[:, 0] == 32).all()
+    np.testing.assert_allclose(v.numpy()[:, 0], 1.0001, rtol=1e-6)
