@@ -40,7 +40,7 @@ def peak_rss_gib() -> float:
 
 def run(size: str, params: dict) -> dict:
     spec = SIZES[size]
-    models = params.pop("models", "mf,two_tower").split(",")
+    models = params.pop("models", "mf,neumf,two_tower").split(",")
     rows = spec.n_views + spec.n_domain_visits
     steps: list[dict] = []
 
@@ -77,7 +77,27 @@ def run(size: str, params: dict) -> dict:
             step(f"publish_{model}", lambda: pipeline.publish(ctx, model, evaluation), spec.n_users * config.top_n)
         step("choose_serving", lambda: pipeline.choose_serving(ctx, list(evaluations.values())), 1)
     total = time.perf_counter() - started
-    return {"size": size, "rows": rows, "seconds": total, "peak_rss_gib": peak_rss_gib(), "steps": steps}
+    training = [training_figures(ctx, model, evaluations[model]) for model in models]
+    return {"size": size, "rows": rows, "seconds": total, "peak_rss_gib": peak_rss_gib(), "steps": steps,
+            "training": training}
+
+
+def training_figures(ctx: "pipeline.RunContext", model: str, evaluation: dict) -> dict:
+    """Throughput and time to quality of one model's fit, from the fit report the train task wrote."""
+    fit = json.loads((ctx.model_dir(model, "serve") / "fit.json").read_text())
+    history = fit["history"]
+    best = max(range(len(history)), key=lambda i: history[i].get("validation", float("-inf")))
+    rate_key = next(k for k in history[best] if k.endswith("_per_s"))
+    return {
+        "model": model, "unit": rate_key[: -len("_per_s")],
+        "samples_per_s": float(np.median([h[rate_key] for h in history if rate_key in h and "pretrain" not in h])),
+        "epochs_run": len(history), "best_epoch": fit["best_epoch"],
+        # Wall seconds of training (pretraining stages included) until the epoch that was kept.
+        "seconds_to_best": float(sum(h["seconds"] for h in history[: best + 1])),
+        "validation_ndcg10": float(history[best]["validation"]),
+        "holdout_ndcg10": float(evaluation["ndcg@10"]),
+        "train_seconds": fit["train_seconds"],
+    }
 
 
 def main() -> None:
@@ -102,6 +122,13 @@ def main() -> None:
             x, y = np.log([p[0] for p in points]), np.log([p[1] for p in points])
             exponent = f"{np.polyfit(x, y, 1)[0]:>11.2f}"
         print(f"{name:<24}{cells}{exponent}")
+    print(f"\n{'size':<5}{'model':<11}{'samples/s':>12} {'unit':<10}{'epochs':>7}{'best':>5}"
+          f"{'s to best':>10}{'train s':>9}{'val NDCG@10':>12}{'holdout NDCG@10':>16}")
+    for r in results:
+        for t in r["training"]:
+            print(f"{r['size']:<5}{t['model']:<11}{t['samples_per_s']:>12,.0f} {t['unit']:<10}{t['epochs_run']:>7}"
+                  f"{t['best_epoch']:>5}{t['seconds_to_best']:>10.1f}{t['train_seconds']:>9.1f}"
+                  f"{t['validation_ndcg10']:>12.4f}{t['holdout_ndcg10']:>16.4f}")
     Path("var").mkdir(exist_ok=True)
     Path("var/bench-scale.json").write_text(json.dumps(results, indent=2, default=float))
     last = results[-1]

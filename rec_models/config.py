@@ -18,22 +18,26 @@ class NeuralConfig:
     prefix: ClassVar[str] = "model"
     dim: int = 32
     epochs: int = 40
-    batch_size: int = 2048
+    # Examples per step (MF, NCF: positives; two-tower: users); 0 = scaled with the data
+    # (rec_models.training.auto_batch_size): small data keeps small steps, 2M views take 16k a step.
+    batch_size: int = 0
     learning_rate: float = 0.02
     negatives: int = 4
     l2: float = 1e-2
-    # Stop when validation NDCG@10 has not improved for this many epochs.
-    patience: int = 5
+    # Stop when validation NDCG@10 has not improved for this many epochs; 0 = by the epoch's size
+    # (rec_models.training.auto_patience): small data, a short and noisy epoch, waits up to 5 (two-tower:
+    # 15) epochs; 100k users, where an epoch is a large step and the best one comes early, wait 2.
+    patience: int = 0
 
     def __post_init__(self) -> None:
         p = self.prefix
         _require(self.dim >= 1, f"{p}.dim must be >= 1")
         _require(self.epochs >= 1, f"{p}.epochs must be >= 1")
-        _require(self.batch_size >= 1, f"{p}.batch_size must be >= 1")
+        _require(self.batch_size >= 0, f"{p}.batch_size must be >= 0 (0: scaled with the data)")
         _require(self.learning_rate > 0, f"{p}.learning_rate must be > 0")
         _require(self.negatives >= 1, f"{p}.negatives must be >= 1")
         _require(self.l2 >= 0, f"{p}.l2 must be >= 0")
-        _require(self.patience >= 1, f"{p}.patience must be >= 1")
+        _require(self.patience >= 0, f"{p}.patience must be >= 0 (0: by the epoch's size)")
 
 
 @dataclass(frozen=True)
@@ -52,10 +56,17 @@ class NeuMFConfig(NeuralConfig):
     # MLP tower: mlp_layers layers, the first 2*dim wide, halving each time.
     mlp_layers: int = 3
     pretrain: bool = True
+    # User lists run the network on every (user, video) pair while users x videos stays within this;
+    # beyond it (2e9 pairs took ~110 s on 2 cores, 1e11 would take hours) the network re-ranks the
+    # top `rerank_candidates` videos of its GMF part (a dot product: the fast exact search).
+    full_scoring_max_pairs: int = 500_000_000
+    rerank_candidates: int = 200
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _require(1 <= self.mlp_layers <= 6, "neumf.mlp_layers must be between 1 and 6")
+        _require(self.full_scoring_max_pairs >= 0, "neumf.full_scoring_max_pairs must be >= 0")
+        _require(self.rerank_candidates >= 1, "neumf.rerank_candidates must be >= 1")
         _require(self.dim * 2 >> (self.mlp_layers - 1) >= 1, "neumf.dim too small for that many mlp_layers")
 
 
@@ -66,10 +77,8 @@ class TwoTowerConfig(NeuralConfig):
     prefix: ClassVar[str] = "two_tower"
     dim: int = 64
     epochs: int = 100
-    batch_size: int = 64  # users per step: each predicts its whole history over every video
     learning_rate: float = 0.003
     l2: float = 1.0  # on all weights, per user in the data
-    patience: int = 15
     # Share of videos whose id embedding is hidden at each step, so the content tower learns to stand
     # alone (it alone places videos nobody has watched yet).
     id_dropout: float = 0.2
@@ -77,11 +86,18 @@ class TwoTowerConfig(NeuralConfig):
     # whole history is hidden, so the domain tower alone serves users known only by their domains.
     history_dropout: float = 0.5
     domains_only_share: float = 0.1
+    # Catalogues up to this size get a full softmax over every video at each step; larger ones a
+    # sampled softmax over the batch's own videos plus `sampled_videos` drawn uniformly (per step cost
+    # then grows with the batch, not the catalogue: 100k videos would cost 100k logits per user).
+    full_softmax_max_videos: int = 10_000
+    sampled_videos: int = 4096
 
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("id_dropout", "history_dropout", "domains_only_share"):
             _require(0 <= getattr(self, name) < 1, f"two_tower.{name} must be in [0, 1)")
+        _require(self.full_softmax_max_videos >= 0, "two_tower.full_softmax_max_videos must be >= 0")
+        _require(self.sampled_videos >= 1, "two_tower.sampled_videos must be >= 1")
 
 
 MODEL_NAMES = ("mf", "neumf", "two_tower")
@@ -109,7 +125,9 @@ class PipelineConfig:
     # How long the publish swap waits for a lock before backing off and retrying (0: wait forever,
     # which lets one long reader stall every reader queued behind the swap).
     swap_lock_timeout_ms: int = 100
-    torch_threads: int = 1
+    # CPU threads for PyTorch; 0 = chosen by the work's size (rec_models.training.auto_threads): one
+    # thread for small steps (measured faster here), every core for large batches.
+    torch_threads: int = 0
     # User scoring is split into this many shards (Airflow maps one task per shard).
     user_shards: int = 1
     run_root: str = field(default_factory=lambda: os.environ.get("RECS_RUN_ROOT", str(PROJECT_ROOT / "var" / "runs")))
@@ -128,7 +146,7 @@ class PipelineConfig:
         _require(0 <= self.max_rejected_share <= 1, "max_rejected_share must be in [0, 1]")
         _require(self.keep_published_runs >= 1, "keep_published_runs must be >= 1")
         _require(0 <= self.swap_lock_timeout_ms <= 60_000, "swap_lock_timeout_ms must be between 0 and 60000")
-        _require(self.torch_threads >= 1, "torch_threads must be >= 1")
+        _require(self.torch_threads >= 0, "torch_threads must be >= 0 (0: chosen by the work's size)")
         _require(1 <= self.user_shards <= 1024, "user_shards must be between 1 and 1024")
         _require(self.serving_model in ("auto", *MODEL_NAMES),
                  f"serving_model must be one of auto, {', '.join(MODEL_NAMES)}")

@@ -118,8 +118,8 @@ def build_model(name: str, config: PipelineConfig) -> Recommender:
 def train(ctx: RunContext, model_name: str) -> dict:
     """Fit with early stopping on a validation split cut from training data, then refit on all views
     with the chosen number of epochs for serving. Saves both models in the run folder."""
-    set_torch_threads(ctx.config.torch_threads)
     data = load_dataset(ctx)
+    set_torch_threads(ctx.config.torch_threads, data.n_views)
     if model_name == FALLBACKS:
         split = data.holdout(ctx.config.holdout_days)
         popularity = Popularity()
@@ -212,8 +212,8 @@ def score_videos(ctx: RunContext, model_name: str, evaluation: dict, two_tower: 
     if not evaluation["publish"]:
         log.info("model run %s did not pass the quality gate: nothing to score", evaluation["model_run_id"])
         return []
-    set_torch_threads(ctx.config.torch_threads)
     data = load_dataset(ctx)
+    set_torch_threads(ctx.config.torch_threads, data.n_views)
     write_item_outputs(data, _serving_models(ctx, model_name, two_tower), ctx.config,
                        scores_dir(ctx, model_name) / "items")
     return list(range(ctx.config.user_shards))
@@ -221,8 +221,8 @@ def score_videos(ctx: RunContext, model_name: str, evaluation: dict, two_tower: 
 
 def score_users(ctx: RunContext, model_name: str, evaluation: dict, two_tower: dict | None, shard: int) -> dict:
     """Top-N for one shard of the users (idempotent: a retry rewrites exactly this shard's files)."""
-    set_torch_threads(ctx.config.torch_threads)
     data = load_dataset(ctx)
+    set_torch_threads(ctx.config.torch_threads, data.n_views)
     shards = ctx.config.user_shards
     rows = write_user_outputs(data, _serving_models(ctx, model_name, two_tower), ctx.config,
                               scores_dir(ctx, model_name) / f"users_{shard:04d}", shard, shards)

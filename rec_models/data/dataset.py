@@ -139,6 +139,10 @@ class Dataset:
     def n_videos(self) -> int:
         return len(self.video_ids)
 
+    @property
+    def n_views(self) -> int:
+        return len(self.view_user)
+
     def interactions(self, before: float | None = None) -> sparse.csr_matrix:
         """Binary user x video matrix of views strictly before ``before`` (all views when None)."""
         keep = slice(None) if before is None else self.viewed_at < before

@@ -25,11 +25,21 @@ class MFModule(nn.Module):
             nn.init.zeros_(table.weight)
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        dot = (self.user(users) * self.item(items)).sum(-1)
-        return dot + self.user_bias(users).squeeze(-1) + self.item_bias(items).squeeze(-1)
+        """Logits of (user, video) pairs."""
+        return self.forward_with_l2(users, items[:, None])[0][:, 0]
 
-    def l2(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return (self.user(users).pow(2).sum(-1) + self.item(items).pow(2).sum(-1)).mean()
+    def forward_with_l2(self, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """users (B,), items (B, m): logits (B, m) and the mean L2 penalty per pair of the looked-up factors.
+        Each user is looked up once for its m videos (a positive and its negatives)."""
+        p, q = self.user(users), self.item(items)
+        logits = torch.bmm(q, p.unsqueeze(2)).squeeze(2) + self.user_bias(users) + self.item_bias(items).squeeze(-1)
+        return logits, pair_l2(p, q)
+
+
+def pair_l2(users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """Mean over (user, video) pairs of |user|^2 + |video|^2, for users (B, d) and items (B, m, d)."""
+    pairs = items.shape[0] * items.shape[1]
+    return (users.pow(2).sum() * items.shape[1] + items.pow(2).sum()) / pairs
 
 
 class MatrixFactorization(NeuralRecommender):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -17,9 +18,10 @@ from torch import nn
 
 from rec_models.config import NeuMFConfig
 from rec_models.data.dataset import Dataset, Split
-from rec_models.models.base import FitReport
+from rec_models.models.base import USER_CHUNK, FitReport
+from rec_models.models.mf import pair_l2
 from rec_models.models.neural import NeuralRecommender, weights
-from rec_models.topn import pick_device
+from rec_models.topn import DEFAULT_BLOCK_BYTES, TopNBlock, pick_device, top_n
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,11 @@ class GMFPart(nn.Module):
         nn.init.normal_(self.item.weight, std=0.01)
 
     def forward(self, users, items):
-        return self.user(users) * self.item(items)
+        return self.combine(self.user(users), self.item(items))
+
+    @staticmethod
+    def combine(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        return u * i
 
 
 class MLPPart(nn.Module):
@@ -57,6 +63,9 @@ class MLPPart(nn.Module):
 
     def forward(self, users, items):
         return self.tower(self.user(users), self.item(items))
+
+    def combine(self, u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        return self.tower(u, i)
 
     def tower(self, u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
         # The first layer on [u; i] splits into W_u u + W_i i: computed once per user and per video.
@@ -80,19 +89,19 @@ class NCFModule(nn.Module):
         self.out = nn.Linear(width, 1)
 
     def forward(self, users, items):
-        parts = []
-        if self.gmf is not None:
-            parts.append(self.gmf(users, items))
-        if self.mlp is not None:
-            parts.append(self.mlp(users, items))
-        return self.out(torch.cat(parts, -1)).squeeze(-1)
+        """Logits of (user, video) pairs."""
+        return self.forward_with_l2(users, items[:, None])[0][:, 0]
 
-    def l2(self, users, items):
-        total = 0.0
+    def forward_with_l2(self, users, items):
+        """users (B,), items (B, m): logits (B, m) and the mean L2 penalty per pair of the looked-up
+        embeddings (each user looked up once for its m videos)."""
+        outputs, penalty = [], 0.0
         for part in (self.gmf, self.mlp):
             if part is not None:
-                total = total + part.user(users).pow(2).sum(-1).mean() + part.item(items).pow(2).sum(-1).mean()
-        return total
+                u, i = part.user(users), part.item(items)
+                outputs.append(part.combine(u[:, None, :], i))
+                penalty = penalty + pair_l2(u, i)
+        return self.out(torch.cat(outputs, -1)).squeeze(-1), penalty
 
 
 class NCF(NeuralRecommender):
@@ -153,6 +162,32 @@ class NCF(NeuralRecommender):
             raise TypeError("the MLP has no notion of similar videos")
         factors = weights(self.module.gmf.item)
         return factors / np.maximum(np.linalg.norm(factors, axis=1, keepdims=True), 1e-12)
+
+    def reranks(self, data: Dataset) -> bool:
+        """Whether user lists re-rank GMF candidates instead of scoring every pair with the network."""
+        return self.variant == "neumf" and data.n_users * data.n_videos > self.config.full_scoring_max_pairs
+
+    def recommend(self, data: Dataset, users: np.ndarray, k: int, *, seen=None, allowed_items=None,
+                  block_bytes: int = DEFAULT_BLOCK_BYTES) -> Iterator[TopNBlock]:
+        if not self.reranks(data):
+            yield from super().recommend(data, users, k, seen=seen, allowed_items=allowed_items,
+                                         block_bytes=block_bytes)
+            return
+        # Candidates: the exact top-C of the GMF part; then the whole network scores those C pairs.
+        users = np.asarray(users)
+        n_candidates = min(self.shapes["n_items"], max(k, self.config.rerank_candidates))
+        for start in range(0, len(users), USER_CHUNK):
+            chunk = users[start:start + USER_CHUNK]
+            for block in top_n(self._gmf_user(chunk), weights(self.module.gmf.item), n_candidates,
+                               allowed_items=allowed_items, exclude=seen[chunk] if seen is not None else None,
+                               block_bytes=block_bytes):
+                with torch.no_grad():
+                    scores = self.module.forward_with_l2(torch.as_tensor(chunk[block.queries]),
+                                                         torch.as_tensor(block.items))[0]
+                scores[torch.as_tensor(~block.valid)] = float("-inf")
+                values, order = torch.topk(scores, min(k, n_candidates), dim=1)
+                yield TopNBlock(start=start + block.start, queries=chunk[block.queries],
+                                items=np.take_along_axis(block.items, order.numpy(), 1), scores=values.numpy())
 
     def score_rows(self, data: Dataset, device: torch.device | None = None):
         if self.variant == "gmf":

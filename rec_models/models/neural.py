@@ -16,7 +16,7 @@ from rec_models.data.dataset import Dataset, Split
 from rec_models.evaluation import evaluate_model
 from rec_models.models.base import FitReport, Recommender
 from rec_models.topn import pick_device
-from rec_models.training import TrainSettings, train_multinomial, train_pointwise
+from rec_models.training import TrainSettings, auto_batch_size, auto_patience, train_multinomial, train_pointwise
 
 # Early stopping evaluates on at most this many validation users (enough for a stable signal).
 VALIDATION_USERS = 2000
@@ -60,17 +60,20 @@ class NeuralRecommender(Recommender):
             validate = lambda: evaluate_model(self, data, validation.train, validation.test, users, k=10).ndcg  # noqa: E731
 
         n_epochs = epochs or self.config.epochs
+        n_examples = int((np.diff(interactions.indptr) > 0).sum()) if self.objective == "multinomial" \
+            else interactions.nnz
+        batch_size = self.config.batch_size or auto_batch_size(self.objective, n_examples)
+        patience = self.config.patience or auto_patience(self.objective, -(-n_examples // batch_size))
         settings = TrainSettings(
-            epochs=n_epochs, batch_size=self.config.batch_size,
-            learning_rate=learning_rate or self.config.learning_rate, negatives=self.config.negatives,
-            l2=self.config.l2, patience=self.config.patience if validation is not None else n_epochs, seed=self.seed,
+            epochs=n_epochs, batch_size=batch_size, learning_rate=learning_rate or self.config.learning_rate,
+            negatives=self.config.negatives, l2=self.config.l2,
+            patience=patience if validation is not None else n_epochs, seed=self.seed,
         )
         device = pick_device()
         if self.objective == "multinomial":
             report = train_multinomial(self.module, interactions, settings, validate=validate, device=device)
         else:
-            report = train_pointwise(self.module, interactions, settings, validate=validate,
-                                     regularised=getattr(self.module, "l2", None), device=device)
+            report = train_pointwise(self.module, interactions, settings, validate=validate, device=device)
         self.module.to("cpu").eval()
         report.refit_epochs = report.best_epoch
         return report

@@ -103,11 +103,20 @@ class TwoTowerModule(nn.Module):
         return self.item_bias * self.item_known.float()
 
     def multinomial_loss(self, users: torch.Tensor) -> torch.Tensor:
-        logits = self.user_tower(users) @ self.item_tower().T + self.bias()
+        """Each user's history under a softmax over every video, or, for large catalogues, over the
+        batch's videos plus uniformly sampled ones (sampled softmax)."""
         ids, _, _, owner = self.history.gather(users)
-        targets = torch.zeros_like(logits)
-        targets[owner, ids] = 1.0
-        nll = -(torch.log_softmax(logits, dim=1) * targets).sum(1).mean()
+        n_items = len(self.item_known)
+        if n_items > self.config.full_softmax_max_videos:
+            sampled = torch.randint(0, n_items, (self.config.sampled_videos,), device=users.device)
+            candidates, inverse = torch.unique(torch.cat([ids, sampled]), return_inverse=True)
+            targets = inverse[: len(ids)]
+            logits = self.user_tower(users) @ self.item_tower(candidates).T + self.bias()[candidates]
+        else:
+            targets = ids
+            logits = self.user_tower(users) @ self.item_tower().T + self.bias()
+        # The log-likelihood of each user's videos, gathered (no dense targets matrix).
+        nll = -torch.log_softmax(logits, dim=1)[owner, targets].sum() / len(users)
         penalty = sum(p.pow(2).sum() for p in (self.user_feature.weight, self.user_history.weight,
                                                self.item_id.weight, self.item_feature.weight))
         return nll + self.config.l2 * penalty / self.n_users_trained.clamp(min=1)

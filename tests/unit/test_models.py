@@ -108,6 +108,36 @@ class TestNeuMF(ModelContract):
         return NCF(NeuMFConfig(epochs=15), seed=3)
 
 
+class TestNeuMFReranked(ModelContract):
+    """NeuMF as it serves large worlds: the network re-ranks its GMF part's top candidates."""
+
+    def make(self):
+        return NCF(NeuMFConfig(epochs=15, full_scoring_max_pairs=0, rerank_candidates=40), seed=3)
+
+    def test_reranking_every_video_equals_full_scoring(self, fitted, small_dataset):
+        model, split = fitted
+        users = np.arange(0, small_dataset.n_users, 5)
+        assert model.reranks(small_dataset)
+        every = NCF(NeuMFConfig(epochs=15, full_scoring_max_pairs=0, rerank_candidates=small_dataset.n_videos))
+        every.module, every.shapes = model.module, model.shapes
+        full = NCF(NeuMFConfig(epochs=15))
+        full.module, full.shapes = model.module, model.shapes
+        assert not full.reranks(small_dataset)
+        got = list(every.recommend(small_dataset, users, 10, seen=split.train))
+        want = list(full.recommend(small_dataset, users, 10, seen=split.train))
+        # The same network on the same pairs; only float summation order differs between the two paths.
+        np.testing.assert_allclose(np.vstack([b.scores for b in got]), np.vstack([b.scores for b in want]),
+                                   rtol=1e-5, atol=1e-6)
+        assert (np.vstack([b.items for b in got]) == np.vstack([b.items for b in want])).mean() > 0.99
+
+
+class TestTwoTowerSampledSoftmax(ModelContract):
+    """The two-tower as it trains on large catalogues: softmax over the batch's videos plus sampled ones."""
+
+    def make(self):
+        return TwoTower(TwoTowerConfig(epochs=20, full_softmax_max_videos=0, sampled_videos=64), seed=3)
+
+
 class TestTwoTower(ModelContract):
     def make(self):
         return TwoTower(TwoTowerConfig(epochs=20), seed=3)

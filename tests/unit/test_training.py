@@ -1,0 +1,51 @@
+"""The shared trainer's pieces: the row-sparse optimizer and the sizes chosen from the data."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from rec_models.training import RowSparseAdam, auto_batch_size, auto_patience, auto_threads
+
+
+def test_row_sparse_adam_matches_torch_sparse_adam():
+    """The same lazy-Adam updates as torch.optim.SparseAdam, with repeated rows in a batch."""
+    torch.manual_seed(0)
+    ours, theirs = nn.Embedding(50, 8, sparse=True), nn.Embedding(50, 8, sparse=True)
+    theirs.weight.data.copy_(ours.weight.data)
+    opt_ours, opt_theirs = RowSparseAdam(ours.parameters(), lr=0.05), torch.optim.SparseAdam(theirs.parameters(), lr=0.05)
+    for step in range(6):
+        rows = torch.randint(0, 50, (40,), generator=torch.Generator().manual_seed(step))  # repeats on purpose
+        target = torch.randn(40, 8, generator=torch.Generator().manual_seed(100 + step))
+        for table, opt in ((ours, opt_ours), (theirs, opt_theirs)):
+            opt.zero_grad()
+            ((table(rows) - target) ** 2).sum().backward()
+            opt.step()
+    torch.testing.assert_close(ours.weight, theirs.weight, rtol=1e-5, atol=1e-6)
+    untouched = np.setdiff1d(np.arange(50), np.concatenate(
+        [torch.randint(0, 50, (40,), generator=torch.Generator().manual_seed(s)).numpy() for s in range(6)]))
+    assert len(untouched) and opt_ours.state[ours.weight]["exp_avg"][untouched].abs().sum() == 0
+
+
+def test_row_sparse_adam_refuses_dense_gradients():
+    table = nn.Embedding(5, 2)
+    table(torch.tensor([1])).sum().backward()
+    try:
+        RowSparseAdam(table.parameters(), lr=0.1).step()
+    except TypeError as exc:
+        assert "sparse" in str(exc)
+    else:
+        raise AssertionError("a dense gradient was accepted")
+
+
+def test_batch_size_and_threads_scale_with_the_data():
+    assert auto_batch_size("pointwise", 80_000) == 2048  # MovieLens 100K keeps its small steps
+    assert auto_batch_size("pointwise", 2_000_000) == 15_625
+    assert auto_batch_size("pointwise", 20_000_000) == 16_384
+    assert auto_batch_size("multinomial", 943) == 64
+    assert auto_batch_size("multinomial", 1_000_000) == 1024
+    assert auto_patience("pointwise", 40) == 5 and auto_patience("pointwise", 128) == 2
+    assert auto_patience("multinomial", 15) == 15 and auto_patience("multinomial", 1000) == 2
+    assert auto_threads(60_000) == 1
+    assert auto_threads(2_000_000) >= 1
