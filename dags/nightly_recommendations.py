@@ -54,6 +54,8 @@ PARAMS = {
     "seed": Param(42, type="integer", description="Random seed: the same data and seed give the same rows."),
     "torch_threads": Param(0, type="integer", minimum=0,
                            description="CPU threads for PyTorch (0: one for small data, every core for large)."),
+    "serve_fit": Param("continue", type="string", enum=["continue", "refit"],
+                       description="Serving model: the evaluated weights + one epoch over all views, or a refit."),
     "mf_dim": Param(32, type="integer", minimum=1, description="MF embedding size."),
     "mf_epochs": Param(40, type="integer", minimum=1, description="MF maximum epochs (early stopping decides)."),
     "mf_learning_rate": Param(0.02, type="number", exclusiveMinimum=0, description="MF Adam learning rate."),

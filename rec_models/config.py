@@ -128,6 +128,10 @@ class PipelineConfig:
     # CPU threads for PyTorch; 0 = chosen by the work's size (rec_models.training.auto_threads): one
     # thread for small steps (measured faster here), every core for large batches.
     torch_threads: int = 0
+    # The serving model after the evaluated one: "continue" trains the evaluated weights one more
+    # epoch over every view (the newest days included); "refit" trains from scratch on every view for
+    # the epoch count early stopping chose (as many epochs again: 10 min for MF on 20M views).
+    serve_fit: str = "continue"
     # User scoring is split into this many shards (Airflow maps one task per shard).
     user_shards: int = 1
     run_root: str = field(default_factory=lambda: os.environ.get("RECS_RUN_ROOT", str(PROJECT_ROOT / "var" / "runs")))
@@ -148,6 +152,7 @@ class PipelineConfig:
         _require(0 <= self.swap_lock_timeout_ms <= 60_000, "swap_lock_timeout_ms must be between 0 and 60000")
         _require(self.torch_threads >= 0, "torch_threads must be >= 0 (0: chosen by the work's size)")
         _require(1 <= self.user_shards <= 1024, "user_shards must be between 1 and 1024")
+        _require(self.serve_fit in ("continue", "refit"), "serve_fit must be continue or refit")
         _require(self.serving_model in ("auto", *MODEL_NAMES),
                  f"serving_model must be one of auto, {', '.join(MODEL_NAMES)}")
 

@@ -116,8 +116,9 @@ def build_model(name: str, config: PipelineConfig) -> Recommender:
 
 
 def train(ctx: RunContext, model_name: str) -> dict:
-    """Fit with early stopping on a validation split cut from training data, then refit on all views
-    with the chosen number of epochs for serving. Saves both models in the run folder."""
+    """Fit with early stopping on a validation split cut from training data (the evaluated model), then
+    the serving model on all views: one more epoch from those weights, or a refit (``serve_fit``).
+    Saves both models in the run folder."""
     data = load_dataset(ctx)
     set_torch_threads(ctx.config.torch_threads, data.n_views)
     if model_name == FALLBACKS:
@@ -136,7 +137,10 @@ def train(ctx: RunContext, model_name: str) -> dict:
     model = build_model(model_name, ctx.config)
     eval_report = model.fit(data, before=validation.boundary, validation=validation)
     model.save(ctx.model_dir(model_name, "eval"))
-    serve_report = model.fit(data, before=None, epochs=eval_report.refit_epochs)
+    if ctx.config.serve_fit == "continue":
+        serve_report = model.fine_tune(data, epochs=1)
+    else:
+        serve_report = model.fit(data, before=None, epochs=eval_report.refit_epochs)
     model.save(ctx.model_dir(model_name, "serve"))
     report = {
         "model": model_name, "best_epoch": eval_report.best_epoch, "epochs_run": eval_report.epochs,

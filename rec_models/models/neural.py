@@ -52,6 +52,17 @@ class NeuralRecommender(Recommender):
         self.prepare(data, interactions)
         return self.train_module(data, interactions, validation, epochs)
 
+    def fine_tune(self, data: Dataset, epochs: int = 1) -> FitReport:
+        """Continue training the fitted model on every view for ``epochs`` epochs: the serving model is
+        the evaluated weights plus the newest days, for one epoch's cost instead of a whole refit."""
+        interactions = data.interactions()
+        learned = {name: p.detach().clone() for name, p in self.module.named_parameters()}
+        self.prepare(data, interactions)  # feature and history bags over every view (same table sizes)
+        with torch.no_grad():
+            for name, param in self.module.named_parameters():
+                param.copy_(learned[name])
+        return self.train_module(data, interactions, None, epochs)
+
     def train_module(self, data: Dataset, interactions, validation: Split | None, epochs: int | None,
                      learning_rate: float | None = None) -> FitReport:
         validate = None

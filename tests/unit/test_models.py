@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -70,6 +72,21 @@ class ModelContract:
         again = self.make()
         again.fit(small_dataset, before=validation.boundary, validation=validation)
         np.testing.assert_array_equal(_scores(again, small_dataset), _scores(model, small_dataset))
+
+    def test_fine_tune_continues_from_the_evaluated_weights(self, fitted, small_dataset):
+        """The serving model: the evaluated weights trained one more epoch over every view."""
+        model, split = fitted
+        if not hasattr(model, "fine_tune"):
+            pytest.skip("not trained by the shared loop")
+        served = copy.deepcopy(model)
+        report = served.fine_tune(small_dataset, epochs=1)
+        assert report.epochs == 1
+        before, after = _scores(model, small_dataset), _scores(served, small_dataset)
+        assert before.shape == after.shape and not np.array_equal(before, after)
+        # One epoch moves the weights, it does not start over: the ranking stays close to the evaluated one.
+        assert np.corrcoef(before.ravel(), after.ravel())[0, 1] > 0.5
+        metrics = evaluate_model(served, small_dataset, split.train, split.test, split.test_users)
+        assert metrics.ndcg > 0
 
     def test_similar_videos_share_the_planted_topic(self, fitted, small_dataset, small_world):
         model, _ = fitted
