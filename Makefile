@@ -9,7 +9,7 @@ SIZE ?= M
 
 BENCH_STAMP := $(VENV)/.bench-$(shell cat requirements-bench.lock | sha1sum | cut -c1-12)
 
-.PHONY: install bench-install demo test airflow stop report lock clean bench-ml100k bench-faults bench-topn bench-scale bench-io
+.PHONY: install bench-install demo test airflow stop report lock clean bench-ml100k bench-faults bench-topn bench-scale bench-io bench-neumf-cost
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ bench-topn: $(BENCH_STAMP)
 ## make bench-scale: the nightly steps on synthetic worlds S / M / L (SIZE=M by default)
 bench-scale: $(STAMP)
 	$(PY) -m bench.scale $(foreach s,$(subst $(comma), ,$(SIZE)),--size $(s))
+
+## make bench-neumf-cost: NeuMF's network on every pair vs re-ranking GMF candidates (after bench-scale)
+bench-neumf-cost: $(STAMP)
+	$(PY) -m bench.neumf_cost --size $(SIZE)
 
 ## make bench-io: extract and publish I/O vs ADBC, psycopg2 + pyarrow, psycopg 3, pandas; the swap
 bench-io: $(BENCH_STAMP)
