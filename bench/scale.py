@@ -143,7 +143,12 @@ def main() -> None:
                         help="pipeline params, plus models=mf,two_tower (which models to train)")
     args = parser.parse_args()
     params = dict(p.split("=", 1) for p in args.param)
-    results = [run(size, dict(params)) for size in args.size]
+    results = []
+    Path("var").mkdir(exist_ok=True)
+    for size in args.size:
+        results.append(run(size, dict(params)))
+        # Saved as each world finishes, so a long run's figures survive whatever comes after.
+        Path("var/bench-scale.json").write_text(json.dumps(results, indent=2, default=float))
     names = [s["step"] for s in results[0]["steps"]]
     print(f"\n{'step':<24}" + "".join(f"{r['size'] + ' s':>10}{r['size'] + ' rows/s':>14}" for r in results)
           + ("   exponent" if len(results) > 1 else ""))
@@ -154,7 +159,8 @@ def main() -> None:
             cells += f"{s['seconds']:>10.1f}{s['rows_per_s']:>14,.0f}"
             points.append((s["rows"], s["seconds"]))
         exponent = ""
-        if len(points) > 1 and all(p[1] > 0 for p in points):
+        # A step whose rows do not grow with the world (choose_serving: one row) has no exponent.
+        if len({p[0] for p in points}) > 1 and all(p[1] > 0 for p in points):
             x, y = np.log([p[0] for p in points]), np.log([p[1] for p in points])
             exponent = f"{np.polyfit(x, y, 1)[0]:>11.2f}"
         print(f"{name:<24}{cells}{exponent}")
@@ -165,8 +171,6 @@ def main() -> None:
             print(f"{r['size']:<5}{t['model']:<11}{t['samples_per_s']:>12,.0f} {t['unit']:<10}{t['epochs_run']:>7}"
                   f"{t['best_epoch']:>5}{t['seconds_to_best']:>10.1f}{t['train_seconds']:>9.1f}"
                   f"{t['validation_ndcg10']:>12.4f}{t['holdout_ndcg10']:>16.4f}")
-    Path("var").mkdir(exist_ok=True)
-    Path("var/bench-scale.json").write_text(json.dumps(results, indent=2, default=float))
     last = results[-1]
     print(f"scale {last['size']}: end-to-end {last['seconds']:.0f} s, peak RSS {last['peak_rss_gib']:.2f} GiB")
 
