@@ -60,7 +60,7 @@ bench-topn: $(BENCH_STAMP)
 bench-scale: $(STAMP)
 	$(PY) -m bench.scale $(foreach s,$(subst $(comma), ,$(SIZE)),--size $(s))
 
-## make bench-neumf-cost: NeuMF's network on every pair vs re-ranking GMF candidates (after bench-scale)
+## make bench-neumf-cost: NeuMF's network on every pair vs re-ranking pretrained-GMF candidates (after bench-scale)
 bench-neumf-cost: $(STAMP)
 	$(PY) -m bench.neumf_cost --size $(SIZE)
 

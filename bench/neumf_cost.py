@@ -1,4 +1,4 @@
-"""What NeuMF's user lists cost: the network on every (user, video) pair vs re-ranking its GMF part's
+"""What NeuMF's user lists cost: the network on every (user, video) pair vs re-ranking the pretrained GMF's
 top candidates, on a sample of users of a world ``bench-scale`` already ran.
 
     python -m bench.neumf_cost [--size M] [--users 2000] [--candidates 200]
@@ -55,7 +55,7 @@ def main() -> None:
           f"sample of {len(users):,} users with views")
     print(f"{'path':<34}{'s per 1k users':>15}{'all users (est.) s':>20}")
     print(f"{'network on every pair':<34}{1000 * full_s / len(users):>15.2f}{full_s * scale:>20.0f}")
-    print(f"{f'GMF top-{args.candidates} re-ranked by the network':<34}{1000 * rerank_s / len(users):>15.2f}"
+    print(f"{f'pretrained-GMF top-{args.candidates} re-ranked':<34}{1000 * rerank_s / len(users):>15.2f}"
           f"{rerank_s * scale:>20.0f}")
     print(f"neumf rerank: {full_s / rerank_s:.1f}x faster, top-{args.top_n} agreement {100 * agreement:.1f}% "
           f"(users={len(users)}, candidates={args.candidates})")
