@@ -129,15 +129,11 @@ def _merge(best_v, best_i, threshold, rows, scores, start) -> int:
     After the first blocks a row has only a handful of scores above its k-th best, and a topk over the
     whole tile costs several times the matmul; those few are gathered (nonzero) and merged instead.
     Rows with many (early blocks), or no k-th best yet, take a topk of their tile rows."""
-    k = best_v.shape[1]
     thresholds = threshold[rows]
     unseeded = torch.isneginf(thresholds)
     n_hit = 0
     if bool(unseeded.any()):
-        dense = unseeded.nonzero().squeeze(1)
-        v, i = torch.topk(scores[dense], min(k, scores.shape[1]), dim=1)
-        _merge_rows(best_v, best_i, threshold, rows[dense], v, i + start)
-        n_hit += dense.shape[0]
+        n_hit += _merge_topk(best_v, best_i, threshold, rows, scores, start, unseeded.nonzero().squeeze(1))
         if n_hit == rows.shape[0]:
             return n_hit
         seeded = (~unseeded).nonzero().squeeze(1)
@@ -146,10 +142,7 @@ def _merge(best_v, best_i, threshold, rows, scores, start) -> int:
     counts = torch.bincount(r, minlength=rows.shape[0])
     many = counts > SPARSE_CANDIDATES
     if bool(many.any()):
-        dense = many.nonzero().squeeze(1)
-        v, i = torch.topk(scores[dense], min(k, scores.shape[1]), dim=1)
-        _merge_rows(best_v, best_i, threshold, rows[dense], v, i + start)
-        n_hit += dense.shape[0]
+        n_hit += _merge_topk(best_v, best_i, threshold, rows, scores, start, many.nonzero().squeeze(1))
         keep = ~many[r]
         r, c, counts = r[keep], c[keep], counts.masked_fill(many, 0)
     if r.shape[0] == 0:
@@ -167,6 +160,13 @@ def _merge(best_v, best_i, threshold, rows, scores, start) -> int:
     i[rr, slot] = c + start
     _merge_rows(best_v, best_i, threshold, rows[hit_rows], v, i)
     return n_hit + hit_rows.shape[0]
+
+
+def _merge_topk(best_v, best_i, threshold, rows, scores, start, dense) -> int:
+    """Merge the tile's top k of the tile rows ``dense`` (rows with many candidates, or no k-th best yet)."""
+    v, i = torch.topk(scores[dense], min(best_v.shape[1], scores.shape[1]), dim=1)
+    _merge_rows(best_v, best_i, threshold, rows[dense], v, i + start)
+    return dense.shape[0]
 
 
 def _merge_rows(best_v, best_i, threshold, rows, v, i) -> None:
