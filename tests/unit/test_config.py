@@ -18,6 +18,11 @@ def test_params_round_trip_and_coercion():
     ({"include_seen": "maybe"}, "must be a boolean"),
     ({"mf_dim": 0}, "mf.dim must be"),
     ({"holdout_days": 5, "history_days": 9}, "history_days must exceed"),
+    ({"serve_fit": "later"}, "serve_fit must be continue or refit"),
+    ({"mf_batch_size": -1}, "mf.batch_size must be >= 0"),
+    ({"torch_threads": -2}, "torch_threads must be >= 0"),
+    ({"neumf_rerank_candidates": 0}, "neumf.rerank_candidates must be >= 1"),
+    ({"two_tower_sampled_videos": 0}, "two_tower.sampled_videos must be >= 1"),
 ])
 def test_bad_params_are_named(params, message):
     with pytest.raises(ValueError, match=message):
