@@ -16,16 +16,26 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from scipy import sparse
 from torch import nn
 
-from rec_models.models.base import FitReport
-
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class FitReport:
+    epochs: int = 0
+    best_epoch: int = 0
+    seconds: float = 0.0
+    samples_per_second: float = 0.0
+    history: list[dict] = field(default_factory=list)
+    # What to pass as ``epochs`` to refit the same model on more data without a validation split:
+    # the early-stopped epoch count (per stage for models trained in stages).
+    refit_epochs: int | dict | None = None
 
 
 @dataclass(frozen=True)
@@ -156,7 +166,10 @@ def train_loop(
                  f"{unit}_per_s": n_examples / seconds}
         if validate is not None:
             module.eval()
-            with torch.no_grad():
+            # Forked RNG: whatever validation draws (a one-off kernel benchmark, say) must not shift the
+            # training stream, or the same data and seed would train a different model.
+            devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+            with torch.no_grad(), torch.random.fork_rng(devices=devices):
                 entry["validation"] = float(validate())
         report.history.append(entry)
         elapsed = time.perf_counter() - started

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Callable, Iterator
 from typing import ClassVar
@@ -15,22 +14,11 @@ from scipy import sparse
 
 from rec_models.data.dataset import Dataset, Split
 from rec_models.topn import DEFAULT_BLOCK_BYTES, TopNBlock, pick_device, top_n, top_n_scored
+from rec_models.training import FitReport  # noqa: F401  (the report every fit returns; models import it here)
 
 
 # User vectors computed at once when recommending (bounds memory for millions of users).
 USER_CHUNK = 65_536
-
-
-@dataclass
-class FitReport:
-    epochs: int = 0
-    best_epoch: int = 0
-    seconds: float = 0.0
-    samples_per_second: float = 0.0
-    history: list[dict] = field(default_factory=list)
-    # What to pass as ``epochs`` to refit the same model on more data without a validation split:
-    # the early-stopped epoch count (per stage for models trained in stages).
-    refit_epochs: int | dict | None = None
 
 
 class Recommender(ABC):
