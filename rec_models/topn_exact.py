@@ -1,10 +1,11 @@
 """Exact top-k by dot product, faster than scoring-then-sorting everything.
 
 For each block of queries the catalogue is scanned in column blocks; the running k-th best score of
-every query is a threshold, and a column block is only searched (topk) for the queries where some
-score beats it. After the first blocks almost none do, so the cost approaches the matmul alone.
-With items in descending norm order, a query whose |q| * (largest remaining item norm) cannot beat
-its k-th best score is finished early (norm-ordered termination).
+every query is a threshold, and only the scores that beat it are gathered and merged. After the
+first blocks few do, so the cost approaches the matmul alone. With items in descending norm order, a
+query whose |q| * (largest remaining item norm) cannot beat its k-th best score is finished early
+(norm-ordered termination). An optional seed (items likely to be near the queries) is scored first,
+so thresholds start close to final; the scan then skips the seed's items.
 
 Where bfloat16 matmul is measured faster than float32 (CPUs with AVX512-BF16, GPUs), that test runs
 on a bfloat16 tile with a proven error bound: |approx - exact| <= FILTER_ERROR * |q| * |x|. A query
@@ -66,6 +67,7 @@ def exact_top_k(
     first_block: int = 512,
     low_precision: torch.dtype | None | str = "auto",
     items_low: torch.Tensor | None = None,
+    seed: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(values, indices), each (len(queries), k), best first; -inf where fewer than k candidates.
 
@@ -73,6 +75,8 @@ def exact_top_k(
     never returned (itself; negative: none). item_norms_sorted: items are in descending L2-norm order
     (enables early termination). low_precision: dtype of the pruning test ("auto": measured, None: float32);
     items_low: items already in that dtype (saves converting the catalogue for every query block).
+    seed: sorted item positions likely to score high for these queries, scored first (in float32) so
+    every threshold starts near its final value; the scan then skips them.
     """
     n_q, n_items = queries.shape[0], items.shape[0]
     k = min(k, n_items)
@@ -89,86 +93,153 @@ def exact_top_k(
     if low_precision is not None:
         queries_low = queries.to(low_precision)
         items_low = items.to(low_precision) if items_low is None else items_low
-    # A small first block seeds every threshold cheaply (with norm order: from the largest items).
-    starts = [0, *range(min(first_block, n_items), n_items, column_block)]
     hit_share = 1.0
-    for start, stop in zip(starts, [*starts[1:], n_items]):
+    scan = None  # the item positions left to search, in order (None: the whole catalogue)
+    if seed is not None and seed.shape[0]:
+        everyone = torch.arange(n_q, device=device)
+        scores = queries @ items[seed].T
+        mask(scores, everyone, seed)
+        hit_share = _merge(best_v, best_i, threshold, everyone, scores, seed) / n_q * SEEDED_HIT_SHARE
+        left = torch.ones(n_items, dtype=torch.bool, device=device)
+        left[seed] = False
+        scan = left.nonzero().squeeze(1)
+    n_scan = n_items if scan is None else scan.shape[0]
+    # A small first block seeds every threshold cheaply (with norm order: from the largest items).
+    starts = [0, *range(min(first_block, n_scan), n_scan, column_block)]
+    for start, stop in zip(starts, [*starts[1:], n_scan]):
         rows = active.nonzero().squeeze(1) if item_norms_sorted else torch.arange(n_q, device=device)
         n_active = rows.shape[0]
         if n_active == 0:
             break
+        # The block's items: a slice of the catalogue, or (after a seed) the listed positions.
+        block = slice(start, stop) if scan is None else scan[start:stop]
+        columns = start if scan is None else block
         # The pre-test pays off only where most queries have nothing in the block (not the first ones).
         if low_precision is not None and hit_share < LOW_PRECISION_BELOW_HIT_SHARE:
-            # Provably no candidate where the approximate maximum plus its error bound stays below.
-            approx = queries_low[rows] @ items_low[start:stop].T
-            mask(approx, rows, start, stop)
-            block_norm = item_norm[start] if item_norms_sorted else item_norm[start:stop].max()
-            bound = approx.amax(dim=1).float() + FILTER_ERROR * q_norm[rows] * block_norm
-            rows = rows[bound > threshold[rows]]
+            approx = queries_low[rows] @ items_low[block].T
+            mask(approx, rows, columns)
+            block_norm = item_norm[block][0] if item_norms_sorted else item_norm[block].max()
+            rows = rows[_may_beat(approx, threshold[rows] - FILTER_ERROR * q_norm[rows] * block_norm)]
         if rows.shape[0]:
-            scores = queries[rows] @ items[start:stop].T
-            mask(scores, rows, start, stop)
-            hit_share = _merge(best_v, best_i, threshold, rows, scores, start) / n_active
+            scores = queries[rows] @ items[block].T
+            mask(scores, rows, columns)
+            hit_share = _merge(best_v, best_i, threshold, rows, scores, columns) / n_active
         else:
             hit_share = 0.0
-        if item_norms_sorted and stop < n_items:
+        if item_norms_sorted and stop < n_scan:
             # No remaining item can beat the k-th best: |q . x| <= |q| |x| <= |q| * (next norm).
-            active &= q_norm * item_norm[stop] > threshold
+            active &= q_norm * item_norm[stop if scan is None else scan[stop]] > threshold
     # Rows whose best entries were never filled keep -inf, like the plain search.
     return best_v, best_i
+
+
+def _may_beat(approx: torch.Tensor, cut: torch.Tensor) -> torch.Tensor:
+    """Rows of a low-precision tile with an entry above their ``cut`` (= threshold minus the error
+    bound); rows without one provably have no candidate. For a positive cut only positive entries
+    matter, and positive bfloat16 values order as their bits read as int16: that row maximum is ~9x
+    faster than a bfloat16 one. The cut is stepped down one bfloat16 value, so no row is missed.
+    Rows with a cut <= 0 take the plain maximum."""
+    if approx.dtype != torch.bfloat16:
+        return approx.amax(dim=1).float() > cut
+    positive = cut > 0
+    cut_bits = cut.clamp_min(0).to(torch.bfloat16).view(torch.int16) - 1
+    beats = approx.view(torch.int16).amax(dim=1) > cut_bits
+    if not bool(positive.all()):
+        rest = (~positive).nonzero().squeeze(1)
+        beats[rest] = approx[rest].amax(dim=1).float() > cut[rest]
+    return beats
 
 
 # Below this share of queries with a candidate in the last block, the bfloat16 pre-test runs first.
 LOW_PRECISION_BELOW_HIT_SHARE = 0.5
 # Rows with at most this many scores above their threshold merge just those (no topk over the tile).
 SPARSE_CANDIDATES = 256
+# After a seed, thresholds are close to final: the scan starts with the bfloat16 pre-test.
+SEEDED_HIT_SHARE = 0.0
 
 
-def _merge(best_v, best_i, threshold, rows, scores, start) -> int:
+def _merge(best_v, best_i, threshold, rows, scores, start: int | torch.Tensor) -> int:
     """Merge a block's scores (for ``rows``) into the running best k of those rows, in place; returns
-    how many of the rows had a score above their k-th best.
+    how many of the rows had a score above their k-th best. ``start``: the item position of column 0,
+    or every column's position (a seed tile).
 
     After the first blocks a row has only a handful of scores above its k-th best, and a topk over the
     whole tile costs several times the matmul; those few are gathered (nonzero) and merged instead.
-    Rows with many (early blocks), or no k-th best yet, take a topk of their tile rows."""
+    Rows with no k-th best yet get a provable lower bound for it from the tile (:func:`_seed`), so
+    they are gathered too; rows with many candidates, or no bound, take a topk of their tile rows."""
     thresholds = threshold[rows]
     unseeded = torch.isneginf(thresholds)
-    n_hit = 0
     if bool(unseeded.any()):
-        n_hit += _merge_topk(best_v, best_i, threshold, rows, scores, start, unseeded.nonzero().squeeze(1))
+        thresholds = thresholds.clone()
+        thresholds[unseeded] = _seed(scores[unseeded], best_v.shape[1])
+    n_hit = 0
+    unbounded = torch.isneginf(thresholds)
+    if bool(unbounded.any()):
+        n_hit += _merge_topk(best_v, best_i, threshold, rows, scores, start, unbounded.nonzero().squeeze(1))
         if n_hit == rows.shape[0]:
             return n_hit
-        seeded = (~unseeded).nonzero().squeeze(1)
-        rows, scores, thresholds = rows[seeded], scores[seeded], thresholds[seeded]
+        bounded = (~unbounded).nonzero().squeeze(1)
+        rows, scores, thresholds = rows[bounded], scores[bounded], thresholds[bounded]
     r, c = (scores > thresholds[:, None]).nonzero(as_tuple=True)  # row-major: a row's are contiguous
     counts = torch.bincount(r, minlength=rows.shape[0])
     many = counts > SPARSE_CANDIDATES
     if bool(many.any()):
         n_hit += _merge_topk(best_v, best_i, threshold, rows, scores, start, many.nonzero().squeeze(1))
         keep = ~many[r]
-        r, c, counts = r[keep], c[keep], counts.masked_fill(many, 0)
-    if r.shape[0] == 0:
-        return n_hit
-    has = counts > 0
-    hit_rows = has.nonzero().squeeze(1)
-    compact = torch.cumsum(has, 0) - 1  # row in the tile -> row among those with candidates
-    hit_counts = counts[hit_rows]
-    rr = compact[r]
-    slot = torch.arange(r.shape[0], device=scores.device) - (torch.cumsum(hit_counts, 0) - hit_counts)[rr]
-    most = int(hit_counts.max())
-    v = torch.full((hit_rows.shape[0], most), float("-inf"), device=scores.device)
-    i = torch.zeros((hit_rows.shape[0], most), dtype=torch.int64, device=scores.device)
-    v[rr, slot] = scores[r, c]
-    i[rr, slot] = c + start
-    _merge_rows(best_v, best_i, threshold, rows[hit_rows], v, i)
-    return n_hit + hit_rows.shape[0]
+        r, c = r[keep], c[keep]
+    return n_hit + _merge_pairs(best_v, best_i, threshold, rows, r, _column_ids(start, c), scores[r, c])
+
+
+def _seed(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """A lower bound on each row's k-th best score, without a topk over the tile: split the row into
+    m >= 2k chunks; the chunk maxima are m distinct scores, so the k-th largest of them is at most the
+    row's k-th largest. Stepped down one float so that at least k scores lie strictly above it.
+    -inf where the tile is too narrow for the bound to pay off, or fewer than k chunks are finite."""
+    n, width = scores.shape
+    size = 1 << max(0, (width // (2 * k)).bit_length() - 1)  # a power of two: chunks tile the row
+    if size < 4 or scores.stride(1) != 1:
+        return torch.full((n,), float("-inf"), device=scores.device)
+    chunks = width // size
+    chunk_max = torch.as_strided(scores, (n, chunks, size), (scores.stride(0), size, 1)).amax(dim=2)
+    kth = torch.topk(chunk_max, k, dim=1, sorted=False).values.amin(dim=1)
+    return torch.nextafter(kth, torch.tensor(float("-inf"), device=scores.device))
+
+
+def _column_ids(start: int | torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """Item positions of tile columns: a tile of the contiguous block from ``start``, or of the
+    positions listed in ``start`` (a seed)."""
+    return columns + start if isinstance(start, int) else start[columns]
 
 
 def _merge_topk(best_v, best_i, threshold, rows, scores, start, dense) -> int:
     """Merge the tile's top k of the tile rows ``dense`` (rows with many candidates, or no k-th best yet)."""
     v, i = torch.topk(scores[dense], min(best_v.shape[1], scores.shape[1]), dim=1)
-    _merge_rows(best_v, best_i, threshold, rows[dense], v, i + start)
+    _merge_rows(best_v, best_i, threshold, rows[dense], v, _column_ids(start, i))
     return dense.shape[0]
+
+
+def _merge_pairs(best_v, best_i, threshold, rows, r, items, values) -> int:
+    """Merge candidate pairs (tile row ``r``, catalogue position ``items``, exact ``values``), grouped by
+    row in ascending ``r``, into the running best k; only values above the row's k-th best count.
+    Returns how many rows had one."""
+    keep = values > threshold[rows[r]]
+    r, items, values = r[keep], items[keep], values[keep]
+    if r.shape[0] == 0:
+        return 0
+    counts = torch.bincount(r, minlength=rows.shape[0])
+    has = counts > 0
+    hit_rows = has.nonzero().squeeze(1)
+    compact = torch.cumsum(has, 0) - 1  # row in the tile -> row among those with candidates
+    hit_counts = counts[hit_rows]
+    rr = compact[r]
+    slot = torch.arange(r.shape[0], device=values.device) - (torch.cumsum(hit_counts, 0) - hit_counts)[rr]
+    most = int(hit_counts.max())
+    v = torch.full((hit_rows.shape[0], most), float("-inf"), device=values.device)
+    i = torch.zeros((hit_rows.shape[0], most), dtype=torch.int64, device=values.device)
+    v[rr, slot] = values
+    i[rr, slot] = items
+    _merge_rows(best_v, best_i, threshold, rows[hit_rows], v, i)
+    return hit_rows.shape[0]
 
 
 def _merge_rows(best_v, best_i, threshold, rows, v, i) -> None:
@@ -189,32 +260,49 @@ class _Exclusions:
         self.pairs = _by_column(exclude) if exclude is not None and exclude.nnz else None
         self.own = exclude_items
 
-    def __call__(self, tile: torch.Tensor, rows: torch.Tensor, start: int, stop: int) -> None:
+    def __call__(self, tile: torch.Tensor, rows: torch.Tensor, columns: int | torch.Tensor) -> None:
+        """``columns``: the item position of the tile's column 0 (a contiguous block), or the sorted
+        positions of every column."""
         if self.pairs is None and self.own is None:
             return
-        local = torch.arange(rows.shape[0], device=self.device)
+        width = tile.shape[1]
+        listed = not isinstance(columns, int)
+        first, stop = (int(columns[0]), int(columns[-1]) + 1) if listed else (columns, columns + width)
         if self.pairs is not None:
-            r, c = self.pairs(start, stop)
+            r, c = self.pairs(first, stop)
             if len(r):
-                position = torch.full((self.n_q,), -1, dtype=torch.int64, device=self.device)
-                position[rows] = local
-                r_t = position[torch.as_tensor(r, device=self.device)]
-                keep = r_t >= 0
-                tile[r_t[keep], torch.as_tensor(c - start, device=self.device)[keep]] = float("-inf")
+                r_t = self._tile_rows(rows)[torch.as_tensor(r, device=self.device)]
+                c_t = self._tile_columns(torch.as_tensor(c, device=self.device), columns)
+                keep = (r_t >= 0) & (c_t >= 0)
+                tile[r_t[keep], c_t[keep]] = float("-inf")
         if self.own is not None:
-            own = self.own[rows] - start
-            inside = (own >= 0) & (own < stop - start)
-            tile[local[inside], own[inside]] = float("-inf")
+            own = self._tile_columns(self.own[rows], columns)
+            inside = (own >= 0) & (own < width)
+            tile[torch.arange(rows.shape[0], device=self.device)[inside], own[inside]] = float("-inf")
+
+    def _tile_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """Query row -> row in the tile (-1: not in it)."""
+        position = torch.full((self.n_q,), -1, dtype=torch.int64, device=self.device)
+        position[rows] = torch.arange(rows.shape[0], device=self.device)
+        return position
+
+    @staticmethod
+    def _tile_columns(items: torch.Tensor, columns: int | torch.Tensor) -> torch.Tensor:
+        """Item position -> column in the tile (-1 or out of range: not in it)."""
+        if isinstance(columns, int):
+            return items - columns
+        at = torch.searchsorted(columns, items).clamp_(max=columns.shape[0] - 1)
+        return torch.where(columns[at] == items, at, -1)
 
 
 def _by_column(matrix: sparse.csr_matrix):
-    """A function (start, stop) -> (rows, cols) of the nonzeros with start <= col < stop."""
+    """A function (start, stop) -> (rows, cols) of the nonzeros with start <= col < stop (None: all)."""
     coo = matrix.tocoo()
     order = np.argsort(coo.col, kind="stable")
     cols, rows = coo.col[order].astype(np.int64), coo.row[order].astype(np.int64)
 
-    def between(start: int, stop: int):
-        a, b = np.searchsorted(cols, start), np.searchsorted(cols, stop)
+    def between(start: int, stop: int | None):
+        a, b = np.searchsorted(cols, start), len(cols) if stop is None else np.searchsorted(cols, stop)
         return rows[a:b], cols[a:b]
 
     return between
