@@ -56,9 +56,9 @@ SIZES ?= 20000,50000,100000
 bench-topn: $(BENCH_STAMP)
 	$(PY) -m bench.topn --sizes $(SIZES)
 
-## make bench-scale: the nightly steps on synthetic worlds S / M / L (SIZE=M by default)
+## make bench-scale: the nightly steps on synthetic worlds S / M / L (SIZE=M by default; COMBINE=1 adds saved worlds of this code)
 bench-scale: $(STAMP)
-	$(PY) -m bench.scale $(foreach s,$(subst $(comma), ,$(SIZE)),--size $(s))
+	$(PY) -m bench.scale $(foreach s,$(subst $(comma), ,$(SIZE)),--size $(s)) $(if $(COMBINE),--combine)
 
 ## make bench-neumf-cost: NeuMF's network on every pair vs re-ranking pretrained-GMF candidates (after bench-scale)
 bench-neumf-cost: $(STAMP)

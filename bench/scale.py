@@ -1,7 +1,12 @@
 """The nightly run at growing sizes: per step wall seconds, rows/s and peak RSS, and a scaling
 exponent per step (time ~ rows^e) across the sizes run.
 
-    python -m bench.scale --size S|M|L [--size ...]      (make bench-scale SIZE=M)
+    python -m bench.scale --size S|M|L [--size ...] [--combine]      (make bench-scale SIZE=M)
+
+Each world's figures are saved in var/bench-scale/<SIZE>.json with the commit of the nightly's code
+that made them; --combine adds to the table (and the exponents) the saved worlds of the same commit
+that were not run this time, so a long L run need not be repeated to fit S-M-L exponents. The last
+line is then the largest world's.
 
 Worlds come from the project's generator straight into PostgreSQL (binary COPY), in a scratch
 database. Steps are the functions the DAG's tasks call (rec_models.pipeline), in DAG order, each in a
@@ -18,6 +23,7 @@ import dataclasses
 import json
 import multiprocessing
 import resource
+import subprocess
 import time
 from pathlib import Path
 
@@ -136,19 +142,46 @@ def training_figures(ctx: "pipeline.RunContext", model: str, evaluation: dict) -
     }
 
 
+def _commit() -> str | None:
+    """The last commit of the nightly's code (rec_models, dags, sql), or None where the working tree
+    differs from it (figures then belong to no commit)."""
+    code = ["--", "rec_models", "dags", "sql"]
+    try:
+        head = subprocess.run(["git", "log", "-1", "--format=%H", *code], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", *code], capture_output=True, text=True,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return None if dirty else head
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", action="append", choices=list(SIZES), required=True)
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="pipeline params, plus models=mf,two_tower (which models to train)")
+    parser.add_argument("--combine", action="store_true",
+                        help="also tabulate saved worlds of this commit (with no params) not run now")
     args = parser.parse_args()
     params = dict(p.split("=", 1) for p in args.param)
     results = []
-    Path("var").mkdir(exist_ok=True)
+    saved = Path("var/bench-scale")
+    saved.mkdir(parents=True, exist_ok=True)
+    commit = _commit()
     for size in args.size:
-        results.append(run(size, dict(params)))
+        results.append({**run(size, dict(params)), "commit": commit, "params": params})
         # Saved as each world finishes, so a long run's figures survive whatever comes after.
-        Path("var/bench-scale.json").write_text(json.dumps(results, indent=2, default=float))
+        (saved / f"{size}.json").write_text(json.dumps(results[-1], indent=2, default=float))
+    if args.combine and commit and not params:
+        for size in SIZES:
+            path = saved / f"{size}.json"
+            if size not in args.size and path.exists():
+                earlier = json.loads(path.read_text())
+                if earlier.get("commit") == commit and not earlier.get("params"):
+                    print(f"(world {size}: saved by an earlier run of commit {commit[:10]})")
+                    results.append(earlier)
+        results.sort(key=lambda r: list(SIZES).index(r["size"]))
     names = [s["step"] for s in results[0]["steps"]]
     print(f"\n{'step':<24}" + "".join(f"{r['size'] + ' s':>10}{r['size'] + ' rows/s':>14}" for r in results)
           + ("   exponent" if len(results) > 1 else ""))
