@@ -49,8 +49,10 @@ def candidates(quick: bool = False) -> list[Candidate]:
         Candidate("gmf", True, lambda p: GMF(NeuMFConfig(**p)), pick(_grid(dim=[32, 64], l2=[1e-2]))),
         Candidate("neumf", True, lambda p: NCF(NeuMFConfig(**p)), pick(_grid(dim=[16, 32], l2=[1e-2]))),
         Candidate("two_tower", True, lambda p: TwoTower(TwoTowerConfig(**{"patience": 15, **p})),
-                  pick(_grid(dim=[64, 256], l2=[1.0, 3.0], batch_size=[32], learning_rate=[0.001])),
+                  pick(_grid(dim=[64, 256], l2=[1.0, 3.0], batch_size=[32], learning_rate=[0.001],
+                             history_half_life=[10.0, 0.0])),
                   protocols=("A", "AT", "B", "C"),
-                  # B serves users from demographics alone: also tune how often training hides histories.
-                  cold_grid=_grid(domains_only_share=[0.1, 0.3, 0.5])),
+                  # B serves users from demographics alone: also tune how often training hides histories,
+                  # and the weight penalty (the feature tower alone is the model there).
+                  cold_grid=_grid(domains_only_share=[0.1, 0.3, 0.5], l2=[1.0, 3.0])),
     ]

@@ -148,6 +148,22 @@ class Dataset:
         keep = slice(None) if before is None else self.viewed_at < before
         return _binary(self.view_user[keep], self.view_video[keep], self.n_users, self.n_videos)
 
+    def recency_weighted(self, before: float | None, half_life_views: float) -> sparse.csr_matrix:
+        """User x video of views strictly before ``before``, each view weighing 0.5 ** (its rank from the
+        user's latest view / ``half_life_views``) (ties in time: the larger video id is the later);
+        repeated views of a video add up."""
+        keep = slice(None) if before is None else self.viewed_at < before
+        users, videos, times = self.view_user[keep], self.view_video[keep], self.viewed_at[keep]
+        order = np.lexsort((videos, times, users))
+        users, videos = users[order], videos[order]
+        ends = np.cumsum(np.bincount(users, minlength=self.n_users))
+        rank_from_latest = ends[users] - 1 - np.arange(len(users))
+        # Floored above 0 so that no view drops out of the sparse structure (its shape is saved).
+        weights = np.maximum(np.exp2(-rank_from_latest / half_life_views), 2.0 ** -100).astype(np.float32)
+        matrix = sparse.csr_matrix((weights, (users, videos)), shape=(self.n_users, self.n_videos))
+        matrix.sum_duplicates()
+        return matrix
+
     def split(self, boundary: float) -> Split:
         """Train on views before ``boundary``; test on pairs first seen from it on (repeats excluded)."""
         train = self.interactions(boundary)

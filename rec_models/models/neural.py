@@ -40,8 +40,9 @@ class NeuralRecommender(Recommender):
     def shapes_for(self, data: Dataset) -> dict[str, int]:
         return {"n_users": data.n_users, "n_items": data.n_videos}
 
-    def prepare(self, data: Dataset, interactions) -> None:
-        """Hook before training: subclasses attach data-dependent inputs (feature bags) to the module."""
+    def prepare(self, data: Dataset, interactions, before: float | None = None) -> None:
+        """Hook before training: subclasses attach data-dependent inputs (feature bags, histories of the
+        views before ``before``) to the module."""
 
     def fit(self, data: Dataset, before: float | None = None, validation: Split | None = None,
             epochs: int | None = None) -> FitReport:
@@ -49,7 +50,7 @@ class NeuralRecommender(Recommender):
         self.shapes = self.shapes_for(data)
         torch.manual_seed(self.seed)
         self.module = self.build_module(self.shapes)
-        self.prepare(data, interactions)
+        self.prepare(data, interactions, before)
         return self.train_module(data, interactions, validation, epochs)
 
     def fine_tune(self, data: Dataset, epochs: int = 1) -> FitReport:

@@ -83,13 +83,14 @@ class TwoTowerModule(nn.Module):
 
     def user_tower(self, users: torch.Tensor, use_history: bool = True) -> torch.Tensor:
         vec = self.user_bags.embed(self.user_feature, users)
-        if not use_history:
-            return vec
-        if self.training:
+        if use_history and self.training:
             history = self.history.embed(self.user_history, users, keep=1 - self.config.history_dropout)
             shown = (torch.rand(len(users), device=users.device) >= self.config.domains_only_share).float()
-            return vec + history * shown[:, None]
-        return vec + self.history.embed(self.user_history, users)
+            vec = vec + history * shown[:, None]
+        elif use_history:
+            vec = vec + self.history.embed(self.user_history, users)
+        # Mult-DAE's encoder nonlinearity (Liang et al. 2018): the bags' sum through tanh.
+        return torch.tanh(vec) if self.config.user_activation == "tanh" else vec
 
     def item_tower(self, items: torch.Tensor | None = None) -> torch.Tensor:
         items = torch.arange(len(self.item_known), device=self.item_known.device) if items is None else items
@@ -144,13 +145,15 @@ class TwoTower(NeuralRecommender):
                               shapes["n_item_features"], shapes["user_feature_nnz"], shapes["item_feature_nnz"],
                               shapes["history_nnz"], self.config)
 
-    def prepare(self, data: Dataset, interactions) -> None:
+    def prepare(self, data: Dataset, interactions, before: float | None = None) -> None:
         """Attach the feature bags and the histories the towers read (rebuilding the module to their sizes)."""
-        self.shapes["history_nnz"] = interactions.nnz
+        half_life = self.config.history_half_life
+        history = data.recency_weighted(before, half_life) if half_life else interactions
+        self.shapes["history_nnz"] = history.nnz
         torch.manual_seed(self.seed)
         self.module = self.build_module(self.shapes)
         self.module.user_bags.set(data.user_features)
-        self.module.history.set(interactions, norm="l2")
+        self.module.history.set(history, norm="l2")
         self.module.item_bags.set(data.item_features)
         has_views = np.diff(interactions.indptr) > 0
         self.module.item_known = torch.as_tensor(np.asarray(interactions.sum(axis=0)).ravel() > 0)

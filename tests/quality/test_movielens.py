@@ -39,7 +39,7 @@ def test_two_tower_a_temporal_floor_and_significantly_beats_popularity(temporal,
     two_tower = TwoTower(TwoTowerConfig(epochs=40))
     ours = _at(two_tower, temporal)
     popularity = _at(Popularity(half_life_days=None), temporal)
-    assert ours.ndcg >= 0.17, ours.ndcg  # measured ~0.185
+    assert ours.ndcg >= 0.18, ours.ndcg  # measured 0.188 (tanh user tower; 0.186 without)
     assert popularity.ndcg == pytest.approx(0.111, abs=0.002)  # the anchor the issue measured
     assert paired_p_value(ours.per_user_ndcg, popularity.per_user_ndcg) < 0.01
     # C: similar movies share a genre far more often than random pairs do.

@@ -23,6 +23,8 @@ def test_params_round_trip_and_coercion():
     ({"torch_threads": -2}, "torch_threads must be >= 0"),
     ({"neumf_rerank_candidates": 0}, "neumf.rerank_candidates must be >= 1"),
     ({"two_tower_sampled_videos": 0}, "two_tower.sampled_videos must be >= 1"),
+    ({"two_tower_user_activation": "relu"}, "two_tower.user_activation must be"),
+    ({"two_tower_history_half_life": -1}, "two_tower.history_half_life must be >= 0"),
 ])
 def test_bad_params_are_named(params, message):
     with pytest.raises(ValueError, match=message):

@@ -1,0 +1,26 @@
+"""The shared Dataset's derived matrices."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def test_recency_weighted_history_halves_every_half_life_of_views(small_dataset):
+    """A user's latest view weighs 1, the one half a life before it 0.5 ...; repeats add up; only views
+    before the cut count; the pattern of (user, video) pairs is the binary matrix's."""
+    data = small_dataset
+    before = float(np.quantile(data.viewed_at, 0.8))
+    weighted = data.recency_weighted(before, 4.0)
+    binary = data.interactions(before)
+    assert (weighted != 0).nnz == binary.nnz and ((weighted != 0) != (binary != 0)).nnz == 0
+    for user in np.unique(data.view_user)[:25]:
+        mine = (data.view_user == user) & (data.viewed_at < before)
+        times, videos = data.viewed_at[mine], data.view_video[mine]
+        order = np.lexsort((videos, times))  # oldest first; ties: the larger id is the later
+        expected: dict[int, float] = {}
+        for rank, video in enumerate(videos[order][::-1]):
+            expected[int(video)] = expected.get(int(video), 0.0) + max(0.5 ** (rank / 4.0), 2.0 ** -100)
+        row = weighted[int(user)]
+        got = dict(zip(row.indices.tolist(), row.data.tolist()))
+        assert got.keys() == expected.keys()
+        np.testing.assert_allclose([got[v] for v in expected], list(expected.values()), rtol=1e-6)
