@@ -89,35 +89,37 @@ def top_n(
     block = max(1, min(len(rows), block_bytes // (4 * COLUMN_BLOCK)))
     seeds = _Seeds(items_t, k) if len(order) >= SEED_ABOVE_ITEMS else None
 
-    def search(window: np.ndarray, queries: torch.Tensor, members: np.ndarray):
+    def search(window: np.ndarray, queries: torch.Tensor, own_items: np.ndarray | None, anchors: torch.Tensor | None,
+               members: np.ndarray):
         """Top k of the window's queries at ``members`` (positions in the window)."""
         block_rows = window[members]
         q = queries[torch.as_tensor(members, device=device)]
         own = None
-        if exclude_items is not None:
-            own = torch.as_tensor(position[window_exclude_items[members]], device=device)
+        if own_items is not None:
+            own = torch.as_tensor(position[own_items[members]], device=device)
         if len(order) == 0:
             return torch.full((len(block_rows), 0), float("-inf")), torch.zeros((len(block_rows), 0), dtype=torch.int64)
         return exact_top_k(
             q, items_t, k, item_norms_sorted=True, exclude_items=own, low_precision=low, items_low=items_low,
             exclude=exclude_sorted[block_rows] if exclude_sorted is not None else None,
             column_block=COLUMN_BLOCK, first_block=FIRST_BLOCK,
-            seed=seeds.for_queries(q) if seeds is not None else None)
+            seed=seeds.seed(anchors[torch.as_tensor(members, device=device)]) if seeds is not None else None)
 
     workers = torch.get_num_threads() if device.type == "cpu" else 1
     window_rows = max(block, WINDOW_BYTES // (12 * max(k, 1)) // block * block)
     exclude_items = np.asarray(exclude_items) if exclude_items is not None else None
     for window_start in range(0, len(rows), window_rows):
         window = rows[window_start:window_start + window_rows]
-        if exclude_items is not None:
-            window_exclude_items = exclude_items[window_start:window_start + window_rows]
+        own_items = exclude_items[window_start:window_start + window_rows] if exclude_items is not None else None
         queries = torch.as_tensor(np.ascontiguousarray(query_vectors[window], dtype=np.float32), device=device)
         # Queries that point the same way share a block (and so a seed); results come back in order.
-        grouped = seeds.group(queries) if seeds is not None else np.arange(len(window))
+        anchors = seeds.best_anchor(queries) if seeds is not None else None
+        grouped = np.argsort(anchors.cpu().numpy(), kind="stable") if seeds is not None else np.arange(len(window))
         parts = [grouped[s:s + block] for s in range(0, len(window), block)]
         values = torch.empty((len(window), min(k, len(order))), device=device)
         indices = torch.empty(values.shape, dtype=torch.int64, device=device)
-        for members, (v, i) in zip(parts, _map(lambda m: search(window, queries, m), parts, workers)):
+        found = _map(lambda m: search(window, queries, own_items, anchors, m), parts, workers)
+        for members, (v, i) in zip(parts, found):
             at = torch.as_tensor(members, device=device)
             values[at], indices[at] = v, i
         values, indices = values.cpu().numpy(), indices.cpu().numpy()
@@ -157,16 +159,12 @@ class _Seeds:
         self.lists = torch.topk(self.anchors @ items.T, per_anchor, dim=1).indices
         self.largest = torch.arange(min(n_items, SEED_LARGEST), device=items.device)
 
-    def group(self, queries: torch.Tensor) -> np.ndarray:
-        """Window positions ordered by best anchor (stable)."""
-        return np.argsort(self.best_anchor(queries).cpu().numpy(), kind="stable")
-
     def best_anchor(self, queries: torch.Tensor) -> torch.Tensor:
         return (queries @ self.anchors.T).argmax(dim=1)
 
-    def for_queries(self, queries: torch.Tensor) -> torch.Tensor:
-        anchors = torch.unique(self.best_anchor(queries))
-        return torch.unique(torch.cat([self.lists[anchors].flatten(), self.largest]))
+    def seed(self, anchors: torch.Tensor) -> torch.Tensor:
+        """Sorted item positions for a block whose queries have these best anchors."""
+        return torch.unique(torch.cat([self.lists[torch.unique(anchors)].flatten(), self.largest]))
 
 
 def top_n_scored(

@@ -99,7 +99,8 @@ def exact_top_k(
         everyone = torch.arange(n_q, device=device)
         scores = queries @ items[seed].T
         mask(scores, everyone, seed)
-        hit_share = _merge(best_v, best_i, threshold, everyone, scores, seed) / n_q * SEEDED_HIT_SHARE
+        _merge(best_v, best_i, threshold, everyone, scores, seed)
+        hit_share = 0.0  # thresholds are now close to final: the scan starts with the pre-test
         left = torch.ones(n_items, dtype=torch.bool, device=device)
         left[seed] = False
         scan = left.nonzero().squeeze(1)
@@ -154,8 +155,6 @@ def _may_beat(approx: torch.Tensor, cut: torch.Tensor) -> torch.Tensor:
 LOW_PRECISION_BELOW_HIT_SHARE = 0.5
 # Rows with at most this many scores above their threshold merge just those (no topk over the tile).
 SPARSE_CANDIDATES = 256
-# After a seed, thresholds are close to final: the scan starts with the bfloat16 pre-test.
-SEEDED_HIT_SHARE = 0.0
 
 
 def _merge(best_v, best_i, threshold, rows, scores, start: int | torch.Tensor) -> int:
