@@ -9,7 +9,9 @@ SIZE ?= M
 
 BENCH_STAMP := $(VENV)/.bench-$(shell cat requirements-bench.lock | sha1sum | cut -c1-12)
 
-.PHONY: install bench-install demo test airflow stop report lock clean bench-ml100k bench-faults bench-topn bench-scale bench-io bench-neumf-cost
+TIERS := unit db dag ui quality
+
+.PHONY: install bench-install demo test $(addprefix test-,$(TIERS)) airflow stop report lock clean bench-ml100k bench-faults bench-topn bench-scale bench-io bench-neumf-cost
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +28,10 @@ demo: $(STAMP)
 ## make test: the test suite, against a real PostgreSQL (embedded unless $$DATABASE_URL is set)
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
+
+## make test-unit | test-db | test-dag | test-ui | test-quality: one tier of the suite (unit: under a minute)
+$(addprefix test-,$(TIERS)): test-%: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider -m $*
 
 ## make airflow: api-server, scheduler, dag-processor and triggerer on 127.0.0.1:8080
 airflow: $(STAMP)

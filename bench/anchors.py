@@ -7,7 +7,7 @@ import numpy as np
 from scipy import sparse
 
 from rec_models.data.dataset import Dataset
-from rec_models.models.base import FitReport, Recommender
+from rec_models.models.base import FitReport, Recommender, unit_rows
 
 
 def available() -> dict[str, str | None]:
@@ -43,7 +43,7 @@ class _Factors(Recommender):
 class ImplicitALS(_Factors):
     name = "implicit_als"
 
-    def fit(self, data: Dataset, before=None, validation=None) -> FitReport:
+    def fit(self, data: Dataset, *, before=None, validation=None, epochs=None) -> FitReport:
         from implicit.cpu.als import AlternatingLeastSquares
 
         p = self.params
@@ -57,7 +57,7 @@ class ImplicitALS(_Factors):
 class ImplicitBPR(_Factors):
     name = "implicit_bpr"
 
-    def fit(self, data: Dataset, before=None, validation=None) -> FitReport:
+    def fit(self, data: Dataset, *, before=None, validation=None, epochs=None) -> FitReport:
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
         p = self.params
@@ -90,7 +90,7 @@ class LightFMWarp(_Factors):
         identity = sparse.identity(data.n_videos, dtype=np.float32, format="csr")
         return _row_normalise(sparse.hstack([identity, (data.item_features > 0).astype(np.float32)]).tocsr())
 
-    def fit(self, data: Dataset, before=None, validation=None) -> FitReport:
+    def fit(self, data: Dataset, *, before=None, validation=None, epochs=None) -> FitReport:
         from lightfm import LightFM
 
         p = self.params
@@ -111,8 +111,7 @@ class LightFMWarp(_Factors):
         return FitReport(epochs=p["epochs"])
 
     def similarity_vectors(self) -> np.ndarray:
-        emb = self.item_f[:, :-1]
-        return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        return unit_rows(self.item_f[:, :-1])  # without the bias column
 
 
 def _row_normalise(m: sparse.csr_matrix) -> sparse.csr_matrix:

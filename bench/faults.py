@@ -25,12 +25,14 @@ import psycopg
 from rec_models import pipeline
 from rec_models.config import PipelineConfig
 from rec_models.data.seed import seed_world
-from rec_models.data.synthetic import SERVICE_START, WorldSpec, generate_world
+from rec_models.data.rules import SERVICE_START
+from rec_models.data.synthetic import WorldSpec, generate_world
 from rec_models.data.validate import validate_sources
 from rec_models.db.migrate import apply_migrations
 from rec_models.db.outputs import OUTPUTS
 from rec_models.db.publish import point_serving
 from rec_models.faults import POINTS, InjectedFault
+from rec_models.run import Run
 
 log = logging.getLogger("bench.faults")
 
@@ -115,8 +117,8 @@ def fault_check(url: str, world, config: PipelineConfig, points=POINTS, restart=
     apply_migrations(url)
     with psycopg.connect(url) as conn:
         seed_world(conn, world)
-    ctx_a = pipeline.RunContext(database_url=url, interval_end=world.end - timedelta(days=1), config=config)
-    ctx_b = pipeline.RunContext(database_url=url, interval_end=world.end, config=config)
+    ctx_a = Run(database_url=url, interval_end=world.end - timedelta(days=1), config=config)
+    ctx_b = Run(database_url=url, interval_end=world.end, config=config)
     models = ("mf",)
     run_a = pipeline.run_all(ctx_a, models)["model_run_id"]
     with psycopg.connect(url) as conn:
@@ -178,7 +180,7 @@ def readers_check(url: str, world, config: PipelineConfig, publishes: int = 6, r
     apply_migrations(url)
     with psycopg.connect(url) as conn:
         seed_world(conn, world)
-    contexts = [pipeline.RunContext(database_url=url, interval_end=world.end - timedelta(days=d), config=config)
+    contexts = [Run(database_url=url, interval_end=world.end - timedelta(days=d), config=config)
                 for d in (1, 0)]
     runs = [pipeline.run_all(ctx, ("mf",)) for ctx in contexts]
     expected: dict[int, int] = {}

@@ -29,34 +29,33 @@ from rec_models.evaluation.bootstrap import confidence_interval, paired_p_value
 from rec_models.evaluation.protocols import (cold_user_metrics, cold_users, genre_share, last_one_out,
                                              latest_fraction, rank_positive_full, rank_positive_sampled,
                                              sampled_negatives)
-from rec_models.training import set_torch_threads
+from rec_models.threads import set_torch_threads
+from rec_models.training import FitReport
 
 log = logging.getLogger("bench.ml100k")
 
 
-def fit(candidate: Candidate, params: dict, data: Dataset, validation=None, epochs: int | dict | None = None):
+def fit(candidate: Candidate, params: dict, data: Dataset, validation=None, chosen: FitReport | None = None):
+    """A fit with early stopping on ``validation``, or a refit for the epochs ``chosen`` kept."""
     model = candidate.make(params)
     started = time.perf_counter()
-    if epochs is not None:
-        report = model.fit(data, epochs=epochs)
-    else:
-        report = model.fit(data, validation=validation)
+    report = model.refit(data, chosen) if chosen is not None else model.fit(data, validation=validation)
     return model, report, time.perf_counter() - started
 
 
-def select(candidate: Candidate, fit_data: Dataset, val) -> tuple[dict, int | dict | None, float]:
-    """The grid point with the best validation NDCG@10 (and, for ours, the early-stopped epoch count)."""
+def select(candidate: Candidate, fit_data: Dataset, val) -> tuple[dict, FitReport | None, float]:
+    """The grid point with the best validation NDCG@10 (and, for ours, its fit: the early-stopped epochs)."""
     best = (None, None, -1.0)
     for params in candidate.grid:
         model, report, _ = fit(candidate, params, fit_data, validation=val if candidate.ours else None)
         score = evaluate_model(model, fit_data, val.train, val.test, val.test_users).ndcg
         log.info("  %s %s: validation NDCG@10 %.4f", candidate.label, params, score)
         if score > best[2]:
-            best = (params, report.refit_epochs if candidate.ours else None, score)
+            best = (params, report if candidate.ours else None, score)
     return best
 
 
-def select_cold(candidate: Candidate, train: Dataset, base: dict, epochs) -> dict:
+def select_cold(candidate: Candidate, train: Dataset, base: dict, chosen: FitReport | None) -> dict:
     """For B: hold out 20% of the training users as cold users and pick the best grid point on them
     (the A-temporal choice ``base``, or each grid point when the model runs B only)."""
     inner_cold = cold_users(train, 0.2, seed=1)
@@ -65,7 +64,7 @@ def select_cold(candidate: Candidate, train: Dataset, base: dict, epochs) -> dic
     grid = candidate.grid if base is None else [{**base, **extra} for extra in candidate.cold_grid]
     best = (grid[0], -1.0)
     for params in grid:
-        model, _, _ = fit(candidate, params, inner_train, epochs=epochs)
+        model, _, _ = fit(candidate, params, inner_train, chosen=chosen)
         score = cold_user_metrics(model, train, inner_cold)["ndcg"].mean()
         log.info("  %s %s: cold validation NDCG@10 %.4f", candidate.label, params, score)
         if score > best[1]:
@@ -105,28 +104,26 @@ def run(data_path: Path, quick: bool) -> dict:
             continue
         log.info("%s: choosing hyperparameters on validation", cand.label)
         history_protocols = "AT" in cand.protocols or "A" in cand.protocols
-        params, epochs, val_ndcg = select(cand, val_fit, val) if history_protocols else (None, None, float("nan"))
+        params, chosen, val_ndcg = select(cand, val_fit, val) if history_protocols else (None, None, float("nan"))
+        epochs = (chosen.stage_epochs or chosen.best_epoch) if chosen is not None else None
         row: dict = {"ours": cand.ours, "params": params, "epochs": epochs, "validation_ndcg@10": val_ndcg}
         if "AT" in cand.protocols:
-            model, _, train_s = fit(cand, params, at_train, epochs=epochs)
+            model, _, train_s = fit(cand, params, at_train, chosen=chosen)
             started = time.perf_counter()
             m = evaluate_model(model, d, at_split.train, at_split.test, at_split.test_users)
             row.update({"train_s": train_s, "score_s": time.perf_counter() - started,
                         "AT_ndcg": m.per_user_ndcg, "AT_recall": m.per_user_recall})
-            if "C" in cand.protocols:
-                try:
-                    row["C"] = genre_share(model, at_split.train, ml.item_genres)
-                except TypeError:
-                    pass
+            if "C" in cand.protocols and model.finds_similar_videos:
+                row["C"] = genre_share(model, at_split.train, ml.item_genres)
         if "A" in cand.protocols:
-            model, _, _ = fit(cand, params, a_train, epochs=epochs)
+            model, _, _ = fit(cand, params, a_train, chosen=chosen)
             full = rank_positive_full(model, d, a_train_csr, a_users, a_pos)
             sampled = rank_positive_sampled(model, d, a_users, a_pos, a_neg)
             row.update({"Afull_hr": full.hr(), "Afull_ndcg": full.ndcg(), "A100_hr": sampled.hr(),
                         "A100_ndcg": sampled.ndcg()})
         if "B" in cand.protocols:
-            b_params = select_cold(cand, b_train, params, epochs)
-            model, _, _ = fit(cand, b_params, b_train, epochs=epochs)
+            b_params = select_cold(cand, b_train, params, chosen)
+            model, _, _ = fit(cand, b_params, b_train, chosen=chosen)
             cold = cold_user_metrics(model, d, b_users)
             row.update({"B_params": b_params, "B_recall": cold["recall"], "B_precision": cold["precision"],
                         "B_ndcg": cold["ndcg"]})

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rec_models.data.dataset import Dataset
-from rec_models.models import Recommender
-from rec_models.training import set_torch_threads
+from rec_models.names import NEUMF
+from rec_models.run import RunFolder
+from rec_models.threads import set_torch_threads
 
 
 def main() -> None:
@@ -33,10 +33,10 @@ def main() -> None:
     runs = sorted((Path("var") / "bench-scale" / args.size).glob("*/models/neumf/serve"))
     if not runs:
         raise SystemExit(f"no NeuMF run for world {args.size}: run `make bench-scale SIZE={args.size}` first")
-    run_dir = runs[-1].parents[2]
-    data = Dataset.load(run_dir / "dataset")
+    files = RunFolder(runs[-1].parents[2])
+    data = files.load_dataset()
     threads = set_torch_threads(0, data.n_views)
-    model = Recommender.load(runs[-1])
+    model = files.load_model(NEUMF, "serve")
     seen = data.interactions()
     users = np.sort(np.random.default_rng(0).choice(np.flatnonzero(np.diff(seen.indptr) > 0), args.users, replace=False))
 

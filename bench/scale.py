@@ -35,6 +35,7 @@ from rec_models.data.seed import seed_world
 from rec_models.data.synthetic import WorldSpec, default_end, generate_world
 from rec_models.db.connect import connect, scratch_database
 from rec_models.db.migrate import apply_migrations
+from rec_models.run import Run
 
 SIZES = {
     "S": WorldSpec(n_users=10_000, n_videos=2_000, n_views=200_000, n_domain_visits=300_000, seed=21),
@@ -104,7 +105,7 @@ def run(size: str, params: dict) -> dict:
         record("generate", setup["generate"], rows, setup_rss)
         record("seed (COPY)", setup["seed"], rows, setup_rss)
         config = dataclasses.replace(PipelineConfig.from_params(params), run_root=str(Path("var") / "bench-scale" / size))
-        ctx = pipeline.RunContext(database_url=url, interval_end=end, config=config)
+        ctx = Run(database_url=url, interval_end=end, config=config)
         step("validate", lambda: pipeline.validate(ctx), rows)
         step("extract", lambda: pipeline.extract(ctx), rows)
         step("train_fallbacks", lambda: pipeline.train(ctx, pipeline.FALLBACKS), spec.n_views)
@@ -124,9 +125,9 @@ def run(size: str, params: dict) -> dict:
             "training": training}
 
 
-def training_figures(ctx: "pipeline.RunContext", model: str, evaluation: dict) -> dict:
+def training_figures(ctx: Run, model: str, evaluation: dict) -> dict:
     """Throughput and time to quality of one model's fit, from the fit report the train task wrote."""
-    fit = json.loads((ctx.model_dir(model, "serve") / "fit.json").read_text())
+    fit = ctx.files.read_fit(model)
     history = fit["history"]
     best = max(range(len(history)), key=lambda i: history[i].get("validation", float("-inf")))
     rate_key = next(k for k in history[best] if k.endswith("_per_s"))

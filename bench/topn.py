@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from rec_models.topn import top_n
-from rec_models.topn_exact import filter_dtype
+from rec_models.topn.pruned import filter_dtype
 
 
 def vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:

@@ -13,12 +13,15 @@ import logging
 import pendulum
 from airflow.sdk import Asset, BaseHook, dag, task
 
-USER_RECOMMENDATIONS = Asset(name="rec.user_recommendations", uri="postgres://recs_db:5432/recs/rec/user_recommendations")
+# Standard library only: cheap to import at parse time.
+from rec_models.names import RECS_CONN_ID, USER_RECOMMENDATIONS, asset_name, asset_uri
+
+FRESH_RECOMMENDATIONS = Asset(name=asset_name(USER_RECOMMENDATIONS), uri=asset_uri(USER_RECOMMENDATIONS))
 
 
 @dag(
     dag_id="example_downstream_consumer",
-    schedule=[USER_RECOMMENDATIONS],
+    schedule=[FRESH_RECOMMENDATIONS],
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     default_args={"owner": "recommendations", "retries": 2, "retry_exponential_backoff": True},
@@ -31,7 +34,7 @@ def example_downstream_consumer():
         import psycopg
 
         from rec_models.db.connect import from_airflow_connection
-        url = from_airflow_connection(BaseHook.get_connection("recs_db"))
+        url = from_airflow_connection(BaseHook.get_connection(RECS_CONN_ID))
         with psycopg.connect(url) as db:
             run_id, users, rows = db.execute(
                 "SELECT min(model_run_id), count(DISTINCT user_id), count(*) FROM rec.user_recommendations_current"

@@ -11,10 +11,10 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Asset, BaseHook, Param, dag, get_current_context, task
 
-OUTPUT_ASSETS = [
-    Asset(name=f"rec.{table}", uri=f"postgres://recs_db:5432/recs/rec/{table}")
-    for table in ("similar_videos", "user_recommendations", "popular_videos")
-]
+# Standard library only: cheap to import at parse time.
+from rec_models.names import MODEL_NAMES, OUTPUT_TABLE_NAMES, RECS_CONN_ID, TWO_TOWER, asset_name, asset_uri
+
+OUTPUT_ASSETS = [Asset(name=asset_name(table), uri=asset_uri(table)) for table in OUTPUT_TABLE_NAMES]
 
 
 @dag(
@@ -27,7 +27,7 @@ OUTPUT_ASSETS = [
     tags=["recommendations", "operations"],
     doc_md=__doc__,
     params={
-        "model": Param("two_tower", type="string", enum=["mf", "neumf", "two_tower"], description="Model to serve."),
+        "model": Param(TWO_TOWER, type="string", enum=list(MODEL_NAMES), description="Model to serve."),
         "to_run": Param(0, type="integer", minimum=0, description="Model run id; 0 = its previous published run."),
     },
 )
@@ -40,7 +40,7 @@ def rollback_recommendations():
         from rec_models.db.rollback import rollback as do_rollback
 
         params = get_current_context()["params"]
-        url = from_airflow_connection(BaseHook.get_connection("recs_db"))
+        url = from_airflow_connection(BaseHook.get_connection(RECS_CONN_ID))
         with psycopg.connect(url) as db:
             return do_rollback(db, params["model"], params["to_run"] or None)
 

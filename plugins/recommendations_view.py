@@ -9,6 +9,8 @@ from __future__ import annotations
 from airflow.api_fastapi.core_api.security import get_user
 from airflow.plugins_manager import AirflowPlugin
 
+from rec_models.names import RECS_CONN_ID
+
 URL_PREFIX = "/recommendations"
 
 
@@ -17,7 +19,7 @@ def _database_url() -> str:
 
     from rec_models.db.connect import from_airflow_connection
 
-    return from_airflow_connection(BaseHook.get_connection("recs_db"))
+    return from_airflow_connection(BaseHook.get_connection(RECS_CONN_ID))
 
 
 def _app():

@@ -8,7 +8,8 @@ import os
 import sys
 from datetime import datetime, timedelta, timezone
 
-from rec_models.config import PipelineConfig
+from rec_models.config import PipelineConfig, param_specs
+from rec_models.names import FALLBACKS, MODEL_NAMES, TWO_TOWER
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -27,14 +28,24 @@ def _parse_end(value: str | None) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def _params(pairs: list[str]) -> dict:
-    out = {}
+def config_from_params(pairs: list[str]) -> PipelineConfig:
+    """The run's settings from repeated ``--param KEY=VALUE`` (the DAG's params, by the same names)."""
+    params = {}
     for pair in pairs:
         if "=" not in pair:
-            raise SystemExit(f"--param expects KEY=VALUE, got {pair!r}")
+            raise ValueError(f"--param expects KEY=VALUE, got {pair!r}")
         key, value = pair.split("=", 1)
-        out[key] = value
-    return out
+        params[key] = value
+    return PipelineConfig.from_params(params)
+
+
+def params_table() -> str:
+    """Every operator param as a Markdown table: the README's copy is this output."""
+    lines = ["| param | default | allowed | meaning |", "| --- | --- | --- | --- |"]
+    for key, spec in param_specs().items():
+        default = str(spec.default).lower() if isinstance(spec.default, bool) else spec.default
+        lines.append(f"| `{key}` | {default} | {spec.bounds_text()} | {spec.description} |")
+    return "\n".join(lines)
 
 
 def cmd_migrate(args) -> None:
@@ -61,62 +72,60 @@ def cmd_seed_demo(args) -> None:
     print("seeded the demo world" if loaded else "demo world already seeded (same spec and end): nothing to do")
 
 
-def _context(args):
+def _run(args):
     from rec_models.db import resolve_database_url
-    from rec_models.pipeline import RunContext
+    from rec_models.run import Run
 
     end = _parse_end(args.end)
-    return RunContext(database_url=resolve_database_url(), interval_end=end, interval_start=end - timedelta(days=1),
-                      dag_run_id=f"cli__{end.isoformat()}", config=PipelineConfig.from_params(_params(args.param)))
+    config = config_from_params(args.param)
+    return Run(database_url=resolve_database_url(), interval_end=end, interval_start=end - timedelta(days=1),
+               dag_run_id=f"cli__{end.isoformat()}", config=config)
 
 
 def cmd_run(args) -> None:
     """The whole nightly run in this process, in DAG order."""
     from rec_models import pipeline
 
-    print(pipeline.run_all(_context(args)))
+    print(pipeline.run_all(_run(args)))
 
 
 def cmd_train(args) -> None:
     """Train (and evaluate: the gate needs it) one model for one data interval."""
     from rec_models import pipeline
 
-    ctx = _context(args)
-    if not (ctx.run_dir / "snapshot").exists():
-        pipeline.migrate(ctx)
-        pipeline.validate(ctx)
-        pipeline.extract(ctx)
-        pipeline.train(ctx, pipeline.FALLBACKS)
-    print(pipeline.train(ctx, args.model))
-    print(pipeline.evaluate(ctx, args.model))
+    run = _run(args)
+    if not run.files.has_snapshot():
+        pipeline.migrate(run)
+        pipeline.validate(run)
+        pipeline.extract(run)
+        pipeline.train(run, FALLBACKS)
+    print(pipeline.train(run, args.model))
+    print(pipeline.evaluate(run, args.model))
 
 
-def _evaluation(ctx, model: str) -> dict:
-    from rec_models import pipeline
-
-    evaluation = pipeline.load_evaluation(ctx, model)
+def _evaluation(run, model: str) -> dict:
+    evaluation = run.files.read_evaluation(model)
     if evaluation is None:
-        raise ValueError(f"model {model} has not been trained for {ctx.run_key}: run `train --model {model}` first")
+        raise ValueError(f"model {model} has not been trained for {run.run_key}: run `train --model {model}` first")
     return evaluation
 
 
 def cmd_score(args) -> None:
     from rec_models import pipeline
-    from rec_models.models import TwoTower
 
-    ctx = _context(args)
-    two_tower = pipeline.load_evaluation(ctx, TwoTower.name)
-    print(pipeline.score(ctx, args.model, _evaluation(ctx, args.model), two_tower))
+    run = _run(args)
+    two_tower = run.files.read_evaluation(TWO_TOWER)
+    print(pipeline.score(run, args.model, _evaluation(run, args.model), two_tower))
 
 
 def cmd_publish(args) -> None:
     from rec_models import pipeline
 
-    ctx = _context(args)
-    evaluation = _evaluation(ctx, args.model)
-    print(pipeline.publish(ctx, args.model, evaluation))
+    run = _run(args)
+    evaluation = _evaluation(run, args.model)
+    print(pipeline.publish(run, args.model, evaluation))
     if args.serve:
-        print(pipeline.choose_serving(ctx, [evaluation]))
+        print(pipeline.choose_serving(run, [evaluation]))
 
 
 def cmd_rollback(args) -> None:
@@ -201,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def step(name: str, func, help_text: str):
         p = sub.add_parser(name, help=help_text)
-        p.add_argument("--model", required=True, choices=["mf", "neumf", "two_tower"])
+        p.add_argument("--model", required=True, choices=MODEL_NAMES)
         p.add_argument("--end", help="data interval end; default: the latest 02:00 UTC")
         p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
         p.set_defaults(func=func)
@@ -212,10 +221,12 @@ def main(argv: list[str] | None = None) -> None:
     step("publish", cmd_publish, "stage, audit and attach one model's scored run").add_argument(
         "--serve", action="store_true", help="also point the _current views at it")
     rollback = sub.add_parser("rollback", help="serve an earlier published run again, atomically")
-    rollback.add_argument("--model", required=True)
+    rollback.add_argument("--model", required=True, choices=MODEL_NAMES)
     rollback.add_argument("--to", type=int, help="model run id (default: the previous published run of the model)")
     rollback.set_defaults(func=cmd_rollback)
     sub.add_parser("report", help="print what the published run contains").set_defaults(func=cmd_report)
+    sub.add_parser("params", help="every --param key (the DAG's params): default, bounds, meaning").set_defaults(
+        func=lambda args: print(params_table()))
 
     demo = sub.add_parser("demo", help="seed, run the DAG once with airflow dags test, print the report")
     world_args(demo)

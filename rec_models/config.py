@@ -1,14 +1,39 @@
-"""Typed settings for one nightly run, built once from DAG params or CLI flags and validated."""
+"""Typed settings for one nightly run: the one definition of every setting.
+
+Each field carries its description and bounds (``setting``); from them come the validation below,
+the DAG's ``Param``s (:func:`param_specs`), the CLI's ``--param`` keys and the README's params table
+(``python -m rec_models params``). Standard library only: DAG files import it at parse time.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import typing
 from dataclasses import dataclass, field, fields
+from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
+
+from rec_models.names import MODEL_NAMES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+_MISSING = dataclasses.MISSING
+
+
+def setting(default: Any = _MISSING, description: str = "", *, minimum: float | None = None,
+            maximum: float | None = None, exclusive_minimum: float | None = None,
+            exclusive_maximum: float | None = None, operator: bool = True,
+            default_factory: Any = _MISSING) -> Any:
+    """A config field with what operators are told about it and the bounds it must keep.
+    ``operator=False``: a deployment setting (such as the run folder), not a per-run param."""
+    metadata = {"description": description, "minimum": minimum, "maximum": maximum,
+                "exclusive_minimum": exclusive_minimum, "exclusive_maximum": exclusive_maximum,
+                "operator": operator}
+    if default_factory is not _MISSING:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -16,28 +41,19 @@ class NeuralConfig:
     """What every model trained by the shared loop needs: size, optimisation and early stopping."""
 
     prefix: ClassVar[str] = "model"
-    dim: int = 32
-    epochs: int = 40
-    # Examples per step (MF, NCF: positives; two-tower: users); 0 = scaled with the data
-    # (rec_models.training.auto_batch_size): small data keeps small steps, 2M views take 16k a step.
-    batch_size: int = 0
-    learning_rate: float = 0.02
-    negatives: int = 4
-    l2: float = 1e-2
-    # Stop when validation NDCG@10 has not improved for this many epochs; 0 = by the epoch's size
-    # (rec_models.training.auto_patience): small data, a short and noisy epoch, waits up to 5 (two-tower:
-    # 15) epochs; 100k users, where an epoch is a large step and the best one comes early, wait 2.
-    patience: int = 0
+    label: ClassVar[str] = "Model"
+    dim: int = setting(32, "Embedding size.", minimum=1)
+    epochs: int = setting(40, "Maximum epochs (early stopping on a validation split decides).", minimum=1)
+    batch_size: int = setting(0, "Examples per step (MF, NCF: positives; two-tower: users); 0: scaled with "
+                                 "the data (small data keeps small steps, 2M views take 16k a step).", minimum=0)
+    learning_rate: float = setting(0.02, "Adam learning rate.", exclusive_minimum=0)
+    negatives: int = setting(4, "Sampled negatives per positive (pointwise models).", minimum=1)
+    l2: float = setting(1e-2, "L2 penalty on the looked-up embeddings.", minimum=0)
+    patience: int = setting(0, "Epochs without a better validation NDCG@10 before stopping; 0: by the "
+                               "epoch's size (small data waits up to 5 epochs, 100k users 2).", minimum=0)
 
     def __post_init__(self) -> None:
-        p = self.prefix
-        _require(self.dim >= 1, f"{p}.dim must be >= 1")
-        _require(self.epochs >= 1, f"{p}.epochs must be >= 1")
-        _require(self.batch_size >= 0, f"{p}.batch_size must be >= 0 (0: scaled with the data)")
-        _require(self.learning_rate > 0, f"{p}.learning_rate must be > 0")
-        _require(self.negatives >= 1, f"{p}.negatives must be >= 1")
-        _require(self.l2 >= 0, f"{p}.l2 must be >= 0")
-        _require(self.patience >= 0, f"{p}.patience must be >= 0 (0: by the epoch's size)")
+        _check_fields(self, f"{self.prefix}.")
 
 
 @dataclass(frozen=True)
@@ -45,6 +61,7 @@ class MFConfig(NeuralConfig):
     """Funk SVD trained as a neural net: embeddings + biases, dot product, BCE on sampled negatives."""
 
     prefix: ClassVar[str] = "mf"
+    label: ClassVar[str] = "MF"
 
 
 @dataclass(frozen=True)
@@ -52,159 +69,236 @@ class NeuMFConfig(NeuralConfig):
     """NCF after He et al. 2017: GMF and an MLP tower fused; optionally pretrained from both."""
 
     prefix: ClassVar[str] = "neumf"
-    dim: int = 16
-    # MLP tower: mlp_layers layers, the first 2*dim wide, halving each time.
-    mlp_layers: int = 3
-    pretrain: bool = True
-    # User lists run the network on every (user, video) pair while users x videos stays within this;
-    # beyond it (2e9 pairs took ~110 s on 2 cores, 1e11 would take hours) the network re-ranks the
-    # top `rerank_candidates` videos of its GMF part (a dot product: the fast exact search).
-    full_scoring_max_pairs: int = 500_000_000
-    rerank_candidates: int = 200
+    label: ClassVar[str] = "NeuMF"
+    dim: int = setting(16, "Embedding size of the GMF and MLP parts.", minimum=1)
+    mlp_layers: int = setting(3, "MLP tower layers, the first 2*dim wide, halving each time.", minimum=1, maximum=6)
+    pretrain: bool = setting(True, "Pretrain NeuMF from a GMF and an MLP trained alone (He et al.).")
+    # 2e9 pairs took ~110 s on 2 cores; 1e11 (1M users x 100k videos) would take hours.
+    full_scoring_max_pairs: int = setting(
+        500_000_000, "User lists run the network on every (user, video) pair up to this many pairs; beyond, "
+                     "it re-ranks the top rerank_candidates of its pretrained GMF.", minimum=0)
+    rerank_candidates: int = setting(200, "GMF candidates per user the network re-ranks on large worlds.", minimum=1)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _require(1 <= self.mlp_layers <= 6, "neumf.mlp_layers must be between 1 and 6")
-        _require(self.full_scoring_max_pairs >= 0, "neumf.full_scoring_max_pairs must be >= 0")
-        _require(self.rerank_candidates >= 1, "neumf.rerank_candidates must be >= 1")
         _require(self.dim * 2 >> (self.mlp_layers - 1) >= 1, "neumf.dim too small for that many mlp_layers")
 
 
 @dataclass(frozen=True)
 class TwoTowerConfig(NeuralConfig):
-    """Content-boosted two-tower: user = domains (+ id), video = id + content tokens; dot product."""
+    """Content-boosted two-tower: user = domains + watched videos, video = id + content tokens; dot product."""
 
     prefix: ClassVar[str] = "two_tower"
-    dim: int = 64
-    epochs: int = 100
-    learning_rate: float = 0.003
-    l2: float = 1.0  # on all weights, per user in the data
-    # Share of videos whose id embedding is hidden at each step, so the content tower learns to stand
-    # alone (it alone places videos nobody has watched yet).
-    id_dropout: float = 0.2
-    # Share of each history dropped at each step (denoising, as Mult-DAE), and share of users whose
-    # whole history is hidden, so the domain tower alone serves users known only by their domains.
-    history_dropout: float = 0.5
-    domains_only_share: float = 0.1
-    # Catalogues up to this size get a full softmax over every video at each step; larger ones a
-    # sampled softmax over the batch's own videos plus `sampled_videos` drawn uniformly (per step cost
-    # then grows with the batch, not the catalogue: 100k videos would cost 100k logits per user).
-    full_softmax_max_videos: int = 10_000
-    sampled_videos: int = 4096
-    # The user tower's output: "tanh" (as Mult-DAE's encoder; ML-100K A-temporal NDCG@10 0.184 -> 0.192
-    # with the benchmark's tuning) or "none" (the bags' plain sum).
-    user_activation: str = "tanh"
-    # Recent views speak louder in the user tower: a view weighs 0.5 ** (its rank from the user's latest
-    # view / this), 0: every view the same. 10 was chosen on ML-100K's validation split (of 0, 5, 10,
-    # 20, 40); A-temporal NDCG@10 0.192 -> 0.197, A-full 0.050 -> 0.061.
-    history_half_life: float = 10.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for name in ("id_dropout", "history_dropout", "domains_only_share"):
-            _require(0 <= getattr(self, name) < 1, f"two_tower.{name} must be in [0, 1)")
-        _require(self.full_softmax_max_videos >= 0, "two_tower.full_softmax_max_videos must be >= 0")
-        _require(self.user_activation in ("tanh", "none"), "two_tower.user_activation must be 'tanh' or 'none'")
-        _require(self.history_half_life >= 0, "two_tower.history_half_life must be >= 0 (0: no recency weighting)")
-        _require(self.sampled_videos >= 1, "two_tower.sampled_videos must be >= 1")
+    label: ClassVar[str] = "Two-tower"
+    dim: int = setting(64, "Embedding size of both towers.", minimum=1)
+    epochs: int = setting(100, "Maximum epochs (early stopping on a validation split decides).", minimum=1)
+    learning_rate: float = setting(0.003, "Adam learning rate.", exclusive_minimum=0)
+    l2: float = setting(1.0, "L2 penalty on all weights, per user in the data.", minimum=0)
+    id_dropout: float = setting(0.2, "Share of videos whose id embedding is hidden at each step, so the content "
+                                     "tower learns to place unwatched videos alone.", minimum=0, exclusive_maximum=1)
+    history_dropout: float = setting(0.5, "Share of each history dropped at each step (denoising, as Mult-DAE).",
+                                     minimum=0, exclusive_maximum=1)
+    domains_only_share: float = setting(0.1, "Share of users whose whole history is hidden at each step, so the "
+                                             "domain tower alone serves domain-only users.",
+                                        minimum=0, exclusive_maximum=1)
+    # Per-step cost of a sampled softmax grows with the batch, not the catalogue (100k videos would
+    # cost 100k logits per user).
+    full_softmax_max_videos: int = setting(
+        10_000, "Catalogues up to this size get a full softmax over every video; larger ones a sampled softmax.",
+        minimum=0)
+    sampled_videos: int = setting(4096, "Videos drawn uniformly per step for the sampled softmax.", minimum=1)
+    # tanh: ML-100K A-temporal NDCG@10 0.184 -> 0.192 with the benchmark's tuning.
+    user_activation: Literal["tanh", "none"] = setting(
+        "tanh", "The user tower's output: tanh (as Mult-DAE's encoder) or none (the bags' plain sum).")
+    # 10 was chosen on ML-100K's validation split (of 0, 5, 10, 20, 40).
+    history_half_life: float = setting(
+        10.0, "Recent views speak louder: a view weighs 0.5 ** (its rank from the user's latest view / this); "
+              "0: every view the same.", minimum=0)
 
 
-MODEL_NAMES = ("mf", "neumf", "two_tower")
-_NESTED = {"mf": MFConfig, "neumf": NeuMFConfig, "two_tower": TwoTowerConfig}
+MODEL_CONFIGS: dict[str, type[NeuralConfig]] = {cls.prefix: cls for cls in (MFConfig, NeuMFConfig, TwoTowerConfig)}
+if tuple(MODEL_CONFIGS) != MODEL_NAMES:
+    raise ImportError(f"model configs {tuple(MODEL_CONFIGS)} do not match the model names {MODEL_NAMES}")
+
+
+# "auto" or a model name (typing.Literal takes the names as a tuple, so they are spelled once).
+ServingModel = Literal[("auto", *MODEL_NAMES)]
 
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """Everything one nightly run needs to know; the DAG's params map 1:1 onto these fields."""
+    """Everything one nightly run needs to know; every operator field is a DAG param and a CLI --param."""
 
-    top_n: int = 20
-    seed: int = 42
-    # Views on the last `holdout_days` days before the interval end are held out for evaluation.
-    holdout_days: int = 1
-    # Only views and visits this many days before the interval end are read.
-    history_days: int = 180
-    # Publish only if holdout NDCG@10 is not worse than the published run's by more than this.
-    quality_tolerance: float = 0.02
-    # Fail before training when more than this share of a source's rows is rejected.
-    max_rejected_share: float = 0.2
-    # Recommend already-watched videos to a user (off by default: a user rarely wants a rerun).
-    include_seen: bool = False
-    # Published runs kept per model; older partitions are pruned after a successful publish.
-    keep_published_runs: int = 7
-    # How long the publish swap waits for a lock before backing off and retrying (0: wait forever,
-    # which lets one long reader stall every reader queued behind the swap).
-    swap_lock_timeout_ms: int = 100
-    # CPU threads for PyTorch; 0 = chosen by the work's size (rec_models.training.auto_threads): one
-    # thread for small steps (measured faster here), every core for large batches.
-    torch_threads: int = 0
-    # The serving model after the evaluated one: "continue" trains the evaluated weights one more
-    # epoch over every view (the newest days included); "refit" trains from scratch on every view for
-    # the epoch count early stopping chose (as many epochs again: 10 min for MF on 20M views).
-    serve_fit: str = "continue"
-    # User scoring is split into this many shards (Airflow maps one task per shard).
-    user_shards: int = 1
-    run_root: str = field(default_factory=lambda: os.environ.get("RECS_RUN_ROOT", str(PROJECT_ROOT / "var" / "runs")))
-    # Which model's run serves the _current views: "auto" = best holdout NDCG@10 among the dot-product
-    # models that passed the quality gate tonight; the two-tower always serves domain-only users.
-    serving_model: str = "auto"
+    top_n: int = setting(20, "Videos per list (N).", minimum=1, maximum=1000)
+    seed: int = setting(42, "Random seed: the same data and seed give the same rows.", minimum=0)
+    holdout_days: int = setting(1, "Days of views before the interval end held out for evaluation.", minimum=1)
+    history_days: int = setting(180, "Days of history read before the interval end (more than twice holdout_days).",
+                                minimum=3)
+    quality_tolerance: float = setting(0.02, "Publish unless holdout NDCG@10 is worse than the model's published "
+                                             "run by more than this.", minimum=0, maximum=1)
+    max_rejected_share: float = setting(0.2, "Fail before training when a source has a larger share of bad rows.",
+                                        minimum=0, maximum=1)
+    include_seen: bool = setting(False, "Allow already-watched videos in user lists.")
+    keep_published_runs: int = setting(7, "Published runs kept per model; older partitions are pruned.", minimum=1)
+    # Without a timeout one long reader stalls the swap and every reader queued behind it.
+    swap_lock_timeout_ms: int = setting(100, "Publish waits this long for a lock, then backs off and retries; "
+                                             "0: no timeout (waits as long as it takes).", minimum=0, maximum=60_000)
+    torch_threads: int = setting(0, "CPU threads for PyTorch; 0: one for small data, every core for large.", minimum=0)
+    # "refit" costs as many epochs again: 10 min for MF on 20M views.
+    serve_fit: Literal["continue", "refit"] = setting(
+        "continue", "Serving model: the evaluated weights trained one more epoch over every view (continue), "
+                    "or a refit from scratch on every view (refit).")
+    user_shards: int = setting(2, "User scoring shards: one mapped task each (more workers, more shards).",
+                               minimum=1, maximum=1024)
+    serving_model: ServingModel = setting(
+        "auto", "Model whose run the _current views show (auto: best holdout NDCG@10 among dot-product models); "
+                "the two-tower always serves domain-only users.")
+    run_root: str = setting(description="Folder for run files (RECS_RUN_ROOT).", operator=False,
+                            default_factory=lambda: os.environ.get("RECS_RUN_ROOT",
+                                                                   str(PROJECT_ROOT / "var" / "runs")))
     mf: MFConfig = field(default_factory=MFConfig)
     neumf: NeuMFConfig = field(default_factory=NeuMFConfig)
     two_tower: TwoTowerConfig = field(default_factory=TwoTowerConfig)
 
     def __post_init__(self) -> None:
-        _require(1 <= self.top_n <= 1000, "top_n must be between 1 and 1000")
-        _require(self.holdout_days >= 1, "holdout_days must be >= 1")
+        _check_fields(self, "")
         _require(self.history_days > 2 * self.holdout_days, "history_days must exceed twice holdout_days")
-        _require(0 <= self.quality_tolerance <= 1, "quality_tolerance must be in [0, 1]")
-        _require(0 <= self.max_rejected_share <= 1, "max_rejected_share must be in [0, 1]")
-        _require(self.keep_published_runs >= 1, "keep_published_runs must be >= 1")
-        _require(0 <= self.swap_lock_timeout_ms <= 60_000, "swap_lock_timeout_ms must be between 0 and 60000")
-        _require(self.torch_threads >= 0, "torch_threads must be >= 0 (0: chosen by the work's size)")
-        _require(1 <= self.user_shards <= 1024, "user_shards must be between 1 and 1024")
-        _require(self.serve_fit in ("continue", "refit"), "serve_fit must be continue or refit")
-        _require(self.serving_model in ("auto", *MODEL_NAMES),
-                 f"serving_model must be one of auto, {', '.join(MODEL_NAMES)}")
 
     @classmethod
     def from_params(cls, params: dict[str, Any] | None) -> "PipelineConfig":
-        """Build from a flat dict (DAG params); nested model settings use a prefix, e.g. ``mf_dim``."""
+        """Build from flat operator params (DAG params, CLI --param); model settings carry the model's
+        prefix, e.g. ``mf_dim``. Values may arrive as strings; unknown keys are refused."""
         params = dict(params or {})
-        nested = {}
-        for name, nested_cls in _NESTED.items():
-            taken = {f.name: params.pop(f"{name}_{f.name}") for f in fields(nested_cls) if f"{name}_{f.name}" in params}
-            nested[name] = nested_cls(**{k: _coerce(nested_cls, k, v) for k, v in taken.items()})
-        known = {f.name for f in fields(cls)} - set(_NESTED)
-        unknown = sorted(set(params) - known)
+        unknown = sorted(set(params) - set(param_specs()))
         if unknown:
             raise ValueError(f"unknown pipeline params: {', '.join(unknown)}")
-        kwargs = {k: _coerce(cls, k, v) for k, v in params.items()}
-        return cls(**nested, **kwargs)
+        nested = {}
+        for name, nested_cls in MODEL_CONFIGS.items():
+            taken = {f.name: params.pop(f"{name}_{f.name}") for f in fields(nested_cls) if f"{name}_{f.name}" in params}
+            nested[name] = nested_cls(**{k: _coerce(nested_cls, k, v, f"{name}_{k}") for k, v in taken.items()})
+        return cls(**nested, **{k: _coerce(cls, k, v, k) for k, v in params.items()})
 
     def to_params(self) -> dict[str, Any]:
-        """The flat form, as stored with each model run."""
-        flat = {k: v for k, v in dataclasses.asdict(self).items() if k not in (*_NESTED, "run_root")}
-        for name in _NESTED:
-            flat.update({f"{name}_{k}": v for k, v in dataclasses.asdict(getattr(self, name)).items()})
+        """The flat operator params, as stored with each model run (``from_params`` reads them back)."""
+        flat = {f.name: getattr(self, f.name) for f in _operator_fields(type(self))}
+        for name in MODEL_CONFIGS:
+            nested = getattr(self, name)
+            flat.update({f"{name}_{f.name}": getattr(nested, f.name) for f in _operator_fields(type(nested))})
         return flat
 
-    def model_config(self, model_name: str) -> NeuralConfig:
-        return getattr(self, model_name)
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One operator param as the DAG, the CLI and the docs show it."""
+
+    key: str
+    default: Any
+    type: str  # JSON schema type: integer, number, boolean, string
+    description: str
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: float | None = None
+    exclusive_maximum: float | None = None
+    enum: tuple[str, ...] | None = None
+
+    def schema(self) -> dict[str, Any]:
+        """JSON-schema keywords (as Airflow's ``Param`` takes them), bounds and enum only where set."""
+        keywords = {"minimum": self.minimum, "maximum": self.maximum, "exclusiveMinimum": self.exclusive_minimum,
+                    "exclusiveMaximum": self.exclusive_maximum, "enum": list(self.enum) if self.enum else None}
+        return {"type": self.type, **{k: v for k, v in keywords.items() if v is not None}}
+
+    def bounds_text(self) -> str:
+        if self.enum:
+            return " / ".join(self.enum)
+        low = f">= {self.minimum:g}" if self.minimum is not None else \
+            f"> {self.exclusive_minimum:g}" if self.exclusive_minimum is not None else ""
+        high = f"<= {self.maximum:g}" if self.maximum is not None else \
+            f"< {self.exclusive_maximum:g}" if self.exclusive_maximum is not None else ""
+        return ", ".join(filter(None, (low, high)))
 
 
-def _coerce(owner: type, name: str, value: Any) -> Any:
-    """Params from the UI may arrive as strings; convert to the field's declared type or fail clearly."""
-    declared = {f.name: f.type for f in fields(owner)}[name]
-    target = {"int": int, "float": float, "bool": bool, "str": str}.get(str(declared), None)
-    if target is None:
-        return value
-    if target is bool and isinstance(value, str):
-        if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-            raise ValueError(f"param {name} must be a boolean, got {value!r}")
-        return value.lower() in ("true", "1", "yes")
+def param_specs() -> dict[str, ParamSpec]:
+    """Every operator param, flat (model settings prefixed ``mf_``, ``neumf_``, ``two_tower_``)."""
+    return dict(_param_specs())
+
+
+@cache
+def _param_specs() -> dict[str, ParamSpec]:
+    specs = {f.name: _spec(PipelineConfig, f, f.name) for f in _operator_fields(PipelineConfig)}
+    for name, nested_cls in MODEL_CONFIGS.items():
+        specs.update({f"{name}_{f.name}": _spec(nested_cls, f, f"{name}_{f.name}")
+                      for f in _operator_fields(nested_cls)})
+    return specs
+
+
+_JSON_TYPES = {int: "integer", float: "number", bool: "boolean", str: "string"}
+_COMPARE = {">=": lambda a, b: a >= b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b, "<": lambda a, b: a < b}
+
+
+def _operator_fields(owner: type) -> list[dataclasses.Field]:
+    return [f for f in fields(owner) if f.metadata.get("operator", False)]
+
+
+def _declared(owner: type, name: str) -> Any:
+    return _type_hints(owner)[name]
+
+
+@cache
+def _type_hints(owner: type) -> dict[str, Any]:
+    return typing.get_type_hints(owner)
+
+
+def _spec(owner: type, f: dataclasses.Field, key: str) -> ParamSpec:
+    declared = _declared(owner, f.name)
+    meta = f.metadata
+    default = f.default if f.default is not _MISSING else f.default_factory()
+    enum = typing.get_args(declared) if typing.get_origin(declared) is Literal else None
+    description = meta["description"] if owner is PipelineConfig else f"{owner.label}: {meta['description']}"
+    return ParamSpec(key=key, default=default, type="string" if enum else _JSON_TYPES[declared],
+                     description=description,
+                     minimum=meta["minimum"], maximum=meta["maximum"], exclusive_minimum=meta["exclusive_minimum"],
+                     exclusive_maximum=meta["exclusive_maximum"], enum=enum)
+
+
+def _check_fields(instance: Any, label_prefix: str) -> None:
+    """Every field within its declared bounds and choices, or a ValueError naming it."""
+    for f in fields(instance):
+        if "operator" not in f.metadata:
+            continue
+        value, label, meta = getattr(instance, f.name), label_prefix + f.name, f.metadata
+        declared = _declared(type(instance), f.name)
+        if typing.get_origin(declared) is Literal:
+            choices = typing.get_args(declared)
+            _require(value in choices, f"{label} must be " + (
+                " or ".join(choices) if len(choices) == 2 else f"one of {', '.join(choices)}") + f", got {value!r}")
+            continue
+        low, high = meta["minimum"], meta["maximum"]
+        if low is not None and high is not None:
+            _require(low <= value <= high, f"{label} must be between {low:g} and {high:g}, got {value!r}")
+            continue
+        for bound, sign in ((low, ">="), (meta["exclusive_minimum"], ">"), (high, "<="), (meta["exclusive_maximum"], "<")):
+            if bound is not None:
+                _require(_COMPARE[sign](value, bound), f"{label} must be {sign} {bound:g}, got {value!r}")
+
+
+def _coerce(owner: type, name: str, value: Any, key: str) -> Any:
+    """Params from the UI or the CLI may arrive as strings; convert to the field's declared type or fail clearly."""
+    declared = _declared(owner, name)
+    if typing.get_origin(declared) is Literal:
+        return str(value)
+    if declared is bool:
+        if isinstance(value, bool) or value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ValueError(f"param {key} must be a boolean, got {value!r}")
     try:
-        return target(value)
+        converted = declared(value)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"param {name} must be {target.__name__}, got {value!r}") from exc
+        raise ValueError(f"param {key} must be {declared.__name__}, got {value!r}") from exc
+    if declared is int and isinstance(value, float) and value != converted:
+        raise ValueError(f"param {key} must be int, got {value!r}")
+    return converted
 
 
 def _require(condition: bool, message: str) -> None:

@@ -19,6 +19,7 @@ import psycopg
 
 from rec_models.config import PROJECT_ROOT
 from rec_models.db.connect import ensure_database, resolve_database_url, with_database
+from rec_models.names import RECS_CONN_ID
 
 VAR = PROJECT_ROOT / "var"
 AIRFLOW_HOME = VAR / "airflow"
@@ -73,7 +74,7 @@ def airflow_env() -> dict[str, str]:
         "AIRFLOW__API_AUTH__JWT_SECRET": secret_file.read_text().strip(),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-        "AIRFLOW_CONN_RECS_DB": airflow_uri(recs_url),
+        f"AIRFLOW_CONN_{RECS_CONN_ID.upper()}": airflow_uri(recs_url),
         "RECS_RUN_ROOT": env.get("RECS_RUN_ROOT", str(VAR / "runs")),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])),
     })

@@ -17,6 +17,7 @@ from rec_models.config import PipelineConfig
 from rec_models.data.dataset import Dataset
 from rec_models.db.outputs import OutputTable
 from rec_models.models.base import Recommender
+from rec_models.names import POPULAR_VIDEOS, SIMILAR_VIDEOS, USER_RECOMMENDATIONS
 from rec_models.topn import TopNBlock, flatten
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,12 @@ class ServingModels:
     cold: Recommender  # everybody else, and the popular list
     content: Recommender | None = None  # places videos known only by their content (two-tower)
 
+    def __post_init__(self) -> None:
+        if not self.warm.serves_warm_users:
+            raise ValueError(f"{self.warm.name} cannot serve warm users: it does not score users from features")
+        if self.content is not None and not self.content.content_aware:
+            raise ValueError(f"{self.content.name} cannot place new videos: it does not read their content")
+
 
 def _learned_items(model: Recommender, watched: np.ndarray) -> np.ndarray:
     """Videos a model can score meaningfully: all of them for a content model, else the watched ones
@@ -83,7 +90,7 @@ def write_item_outputs(data: Dataset, models: ServingModels, config: PipelineCon
     _, watched, _ = _serving_context(data, config)
     active = data.video_active
     manifest: dict = {"files": {}, "groups": {}, "rows": {}}
-    similar = _ChunkWriter(folder, "similar_videos")
+    similar = _ChunkWriter(folder, SIMILAR_VIDEOS)
     hot_candidates = active & _learned_items(models.hot, watched)
     for block in models.hot.similar_items(np.flatnonzero(active & watched), config.top_n, allowed_items=hot_candidates):
         similar.add(block, data.video_ids, data.video_ids)
@@ -91,11 +98,11 @@ def write_item_outputs(data: Dataset, models: ServingModels, config: PipelineCon
     if models.content is not None and len(new_videos):
         for block in models.content.similar_items(new_videos, config.top_n, allowed_items=active):
             similar.add(block, data.video_ids, data.video_ids)
-    _finish(manifest, "similar_videos", [similar])
-    popular = _ChunkWriter(folder, "popular_videos")
+    _finish(manifest, SIMILAR_VIDEOS, [similar])
+    popular = _ChunkWriter(folder, POPULAR_VIDEOS)
     for block in models.cold.recommend(data, np.zeros(1, dtype=np.int64), config.top_n, allowed_items=active):
         popular.add(block, np.zeros(1, dtype=np.int64), data.video_ids)
-    _finish(manifest, "popular_videos", [popular])
+    _finish(manifest, POPULAR_VIDEOS, [popular])
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
     log.info("scored videos: %s in %.2f s", manifest["rows"], time.perf_counter() - started)
     return manifest["rows"]
@@ -118,13 +125,12 @@ def write_user_outputs(data: Dataset, models: ServingModels, config: PipelineCon
     active = data.video_active
     in_shard = np.zeros(data.n_users, dtype=bool)
     in_shard[shard_users(data.n_users, shard, shards)] = True
-    known_features = models.warm.known_features() if hasattr(models.warm, "known_features") else np.zeros(0, int)
-    segments = {name: rows[in_shard[rows]] for name, rows in data.segments(views, known_features).items()}
+    segments = {name: rows[in_shard[rows]] for name, rows in data.segments(views, models.warm.warm_features()).items()}
     serving = {"hot": models.hot, "warm": models.warm, "cold": models.cold}
     manifest: dict = {"files": {}, "groups": {}, "rows": {}, "shard": shard, "shards": shards}
     writers = []
     for segment, users in segments.items():
-        writer = _ChunkWriter(folder, "user_recommendations", segment)
+        writer = _ChunkWriter(folder, USER_RECOMMENDATIONS, segment)
         model = serving[segment]
         if len(users):
             segment_started = time.perf_counter()
@@ -135,7 +141,7 @@ def write_user_outputs(data: Dataset, models: ServingModels, config: PipelineCon
             log.info("shard %d/%d, %s users: %d served by %s in %.2f s (%.0f users/s)", shard + 1, shards, segment,
                      len(users), model.name, seconds, len(users) / max(seconds, 1e-9))
         writers.append(writer)
-    _finish(manifest, "user_recommendations", writers)
+    _finish(manifest, USER_RECOMMENDATIONS, writers)
     manifest["segments"] = {s: int(len(u)) for s, u in segments.items()}
     manifest["models"] = {"hot": models.hot.name, "warm": models.warm.name, "cold": models.cold.name}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -144,13 +150,24 @@ def write_user_outputs(data: Dataset, models: ServingModels, config: PipelineCon
     return manifest["rows"]
 
 
+def items_part(folder: Path) -> Path:
+    """Where a model's scored videos (similar and popular) go inside its scores folder."""
+    return folder / "items"
+
+
+def user_part(folder: Path, shard: int) -> Path:
+    """Where one shard of a model's user lists goes inside its scores folder."""
+    return folder / f"users_{shard:04d}"
+
+
 def output_parts(folder: Path) -> list[dict]:
     """The manifests of a model's scored parts (videos, and every user shard), checked complete."""
-    items = folder / "items" / "manifest.json"
+    items = items_part(folder) / "manifest.json"
     if not items.exists():
         raise FileNotFoundError(f"{folder} has no scored videos: run the score step first")
-    parts = [{"dir": folder / "items", **json.loads(items.read_text())}]
-    shards = [{"dir": p.parent, **json.loads(p.read_text())} for p in sorted(folder.glob("users_*/manifest.json"))]
+    parts = [{"dir": items.parent, **json.loads(items.read_text())}]
+    shards = [{"dir": p.parent, **json.loads(p.read_text())}
+              for p in sorted(user_part(folder, 0).parent.glob("users_*/manifest.json"))]
     expected = {s["shards"] for s in shards}
     if len(expected) != 1 or sorted(s["shard"] for s in shards) != list(range(expected.pop())):
         raise FileNotFoundError(f"{folder}: user shards incomplete ({[(s['shard'], s['shards']) for s in shards]})")
@@ -170,7 +187,7 @@ def _finish(manifest: dict, output: str, writers: list[_ChunkWriter]) -> None:
         w.flush()
     manifest["files"][output] = [{"file": f, "segment": w.segment} for w in writers for f in w.files]
     manifest["rows"][output] = sum(w.rows for w in writers)
-    manifest["groups"][output] = sum(w.groups for w in writers) if output != "popular_videos" else None
+    manifest["groups"][output] = sum(w.groups for w in writers) if output != POPULAR_VIDEOS else None
 
 
 def read_output_chunks(folder: Path, output: OutputTable, model_run_id: int) -> Iterator[list]:
@@ -180,9 +197,9 @@ def read_output_chunks(folder: Path, output: OutputTable, model_run_id: int) -> 
             with np.load(part["dir"] / entry["file"]) as chunk:
                 n = len(chunk["rank"])
                 run = np.full(n, model_run_id, dtype=np.int64)
-                if output.name == "similar_videos":
+                if output.name == SIMILAR_VIDEOS:
                     yield [run, chunk["group"], chunk["rank"], chunk["item"], chunk["score"]]
-                elif output.name == "user_recommendations":
+                elif output.name == USER_RECOMMENDATIONS:
                     yield [run, chunk["group"], chunk["rank"], chunk["item"], chunk["score"], entry["segment"]]
                 else:
                     yield [run, chunk["rank"], chunk["item"], chunk["score"]]

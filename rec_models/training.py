@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,9 +32,9 @@ class FitReport:
     seconds: float = 0.0
     samples_per_second: float = 0.0
     history: list[dict] = field(default_factory=list)
-    # What to pass as ``epochs`` to refit the same model on more data without a validation split:
-    # the early-stopped epoch count (per stage for models trained in stages).
-    refit_epochs: int | dict | None = None
+    # Models trained in stages (NeuMF: GMF, MLP, then both): each stage's early-stopped epoch count,
+    # which a refit on more data without a validation split repeats.
+    stage_epochs: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -47,22 +46,6 @@ class TrainSettings:
     l2: float
     patience: int
     seed: int
-
-
-# Below this many views a run's steps are small: one thread was measured faster than two on this
-# class of machine; above it, large batches ran 1.45x faster on two (bench/scale.py, M world).
-THREADS_ABOVE_VIEWS = 500_000
-
-
-def auto_threads(n_views: int) -> int:
-    return len(os.sched_getaffinity(0)) if n_views >= THREADS_ABOVE_VIEWS else 1
-
-
-def set_torch_threads(threads: int, n_views: int = 0) -> int:
-    """Set PyTorch's CPU threads on purpose (0: by the work's size); returns the number set."""
-    threads = threads or auto_threads(n_views)
-    torch.set_num_threads(threads)
-    return threads
 
 
 def auto_patience(objective: str, steps_per_epoch: int) -> int:

@@ -28,6 +28,18 @@ os.environ.update({
 
 END = datetime(2026, 11, 27, 2, tzinfo=timezone.utc)
 
+# Test tiers, one folder each: `make test-<tier>` runs one (`pytest -m <tier>`), `make test` all of them.
+TIERS = ("unit", "db", "dag", "ui", "quality")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test carries the marker of its tier, taken from its folder; a test outside them is an error."""
+    for item in items:
+        tier = Path(item.fspath).relative_to(ROOT / "tests").parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid} is in no test tier: move it under tests/{{{','.join(TIERS)}}}/")
+        item.add_marker(getattr(pytest.mark, tier))
+
 
 @pytest.fixture(scope="session")
 def server_url() -> str:

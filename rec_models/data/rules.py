@@ -8,9 +8,12 @@ column (NULL for a good row; otherwise the first rule the row breaks) and normal
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from psycopg import sql
 
+# Views before the video service existed are broken tracking (the synthetic world starts here too).
+SERVICE_START = datetime(2015, 1, 1, tzinfo=timezone.utc)
 # Bounds that separate real behaviour from broken tracking; overridable per run.
 MAX_WATCH_SECONDS = 24 * 3600
 MAX_DAILY_VISITS = 10_000

@@ -13,6 +13,8 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
+from rec_models.data.rules import SERVICE_START
+
 TOPIC_WORDS: dict[str, list[str]] = {
     "cooking": ["recipe", "pasta", "bake", "kitchen", "chef", "spicy", "dessert", "grill", "vegan", "soup"],
     "football": ["goal", "league", "match", "striker", "derby", "keeper", "transfer", "penalty", "coach", "cup"],
@@ -30,7 +32,6 @@ TOPIC_WORDS: dict[str, list[str]] = {
 GLOBAL_DOMAINS = ["google.com", "youtube.com", "wikipedia.org", "mail.example.com", "news.example.org"]
 _TLDS = ["com", "net", "org", "io", "tv"]
 _FILLER = ["the", "best", "ultimate", "guide", "top", "daily", "live", "how", "to", "new"]
-SERVICE_START = datetime(2015, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,16 @@ from collections.abc import Iterator
 import psycopg
 from psycopg import sql
 
-from rec_models.db.embedded import ensure_embedded_server, socket_url
-
 DEFAULT_DATABASE = "recs"
 
 
 def resolve_database_url(database: str | None = None) -> str:
-    """``DATABASE_URL`` when set; otherwise the embedded server's database (created if missing)."""
+    """``DATABASE_URL`` when set; otherwise the embedded development server's database (started and
+    created if missing). Production sets DATABASE_URL or an Airflow Connection and never loads pgserver."""
     if os.environ.get("DATABASE_URL"):
         return os.environ["DATABASE_URL"]
+    from rec_models.db.embedded import ensure_embedded_server, socket_url
+
     socket_dir = ensure_embedded_server()
     name = database or os.environ.get("RECS_DATABASE", DEFAULT_DATABASE)
     ensure_database(socket_url(socket_dir, "postgres"), name)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
+from rec_models import names
+
 
 @dataclass(frozen=True)
 class OutputTable:
@@ -18,7 +20,7 @@ class OutputTable:
 
 
 SIMILAR_VIDEOS = OutputTable(
-    "similar_videos",
+    names.SIMILAR_VIDEOS,
     ("model_run_id", "video_id", "rank", "similar_video_id", "score"),
     ("int8", "int8", "int2", "int8", "float4"),
     ("model_run_id", "video_id", "rank"),
@@ -26,7 +28,7 @@ SIMILAR_VIDEOS = OutputTable(
     "similar_video_id",
 )
 USER_RECOMMENDATIONS = OutputTable(
-    "user_recommendations",
+    names.USER_RECOMMENDATIONS,
     ("model_run_id", "user_id", "rank", "video_id", "score", "segment"),
     ("int8", "int8", "int2", "int8", "float4", "text"),
     ("model_run_id", "user_id", "rank"),
@@ -34,14 +36,17 @@ USER_RECOMMENDATIONS = OutputTable(
     "video_id",
 )
 POPULAR_VIDEOS = OutputTable(
-    "popular_videos",
+    names.POPULAR_VIDEOS,
     ("model_run_id", "rank", "video_id", "score"),
     ("int8", "int2", "int8", "float4"),
     ("model_run_id", "rank"),
     None,
     "video_id",
 )
-OUTPUTS = {t.name: t for t in (SIMILAR_VIDEOS, USER_RECOMMENDATIONS, POPULAR_VIDEOS)}
+OUTPUT_TABLES = (SIMILAR_VIDEOS, USER_RECOMMENDATIONS, POPULAR_VIDEOS)
+OUTPUTS = {t.name: t for t in OUTPUT_TABLES}
+if tuple(OUTPUTS) != names.OUTPUT_TABLE_NAMES:
+    raise ImportError(f"output contracts {tuple(OUTPUTS)} do not match the output tables {names.OUTPUT_TABLE_NAMES}")
 
 
 def audit_queries(output: OutputTable, staging: sql.Identifier) -> dict[str, sql.Composed]:

@@ -1,17 +1,16 @@
-"""rec.model_runs: recording candidates and the quality gate that decides whether they publish."""
+"""rec.model_runs: recording candidates, reading the published run a candidate is gated against, and
+recording the gate's decision. Plain values in, plain values out."""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from datetime import datetime
 
 import psycopg
 
-if TYPE_CHECKING:
-    from rec_models.pipeline import RunContext
 
-
-def record_model_run(conn: psycopg.Connection, ctx: "RunContext", model_name: str, *, counts: dict,
+def record_model_run(conn: psycopg.Connection, *, run_key: str, dag_run_id: str | None, model_name: str,
+                     interval_start: datetime | None, interval_end: datetime, params: dict, counts: dict,
                      metrics: dict, rejected_counts: dict, timings: dict) -> int:
     """Insert or, on a rerun of the same data interval, update this model's row; returns its id.
 
@@ -34,9 +33,9 @@ def record_model_run(conn: psycopg.Connection, ctx: "RunContext", model_name: st
         RETURNING model_run_id
         """,
         {
-            "run_key": ctx.run_key, "dag_run_id": ctx.dag_run_id, "model": model_name,
-            "start": ctx.interval_start, "end": ctx.interval_end, **counts,
-            "params": json.dumps(ctx.config.to_params()), "metrics": json.dumps(metrics),
+            "run_key": run_key, "dag_run_id": dag_run_id, "model": model_name,
+            "start": interval_start, "end": interval_end, **counts,
+            "params": json.dumps(params), "metrics": json.dumps(metrics),
             "rejected": json.dumps(rejected_counts), "timings": json.dumps(timings),
         },
     ).fetchone()
@@ -44,31 +43,24 @@ def record_model_run(conn: psycopg.Connection, ctx: "RunContext", model_name: st
     return int(row[0])
 
 
-def quality_gate(conn: psycopg.Connection, model_run_id: int, model_name: str, ndcg: float, tolerance: float) -> dict:
-    """Publish unless holdout NDCG@10 is worse than the last published run of this model by more than
-    ``tolerance``; the first run of a model publishes. A rejection is recorded with its reason."""
-    previous = conn.execute(
+def latest_published(conn: psycopg.Connection, model_name: str, other_than: int) -> tuple[int, float] | None:
+    """(model run id, holdout NDCG@10) of the model's most recently published run other than
+    ``other_than`` (tonight's candidate)."""
+    row = conn.execute(
         "SELECT model_run_id, (metrics->>'ndcg@10')::float8 FROM rec.model_runs "
         "WHERE model_name = %s AND published_at IS NOT NULL AND model_run_id <> %s "
         "ORDER BY published_at DESC LIMIT 1",
-        (model_name, model_run_id),
+        (model_name, other_than),
     ).fetchone()
-    if ndcg != ndcg:  # NaN
-        decision = {"publish": False, "reason": "holdout NDCG@10 is not a number"}
-    elif previous is None:
-        decision = {"publish": True, "reason": "first run of this model"}
-    elif ndcg < previous[1] - tolerance:
-        decision = {"publish": False, "reason": (
-            f"holdout NDCG@10 {ndcg:.4f} is worse than published run {previous[0]} ({previous[1]:.4f}) "
-            f"by more than the tolerance {tolerance}")}
+    return (int(row[0]), float(row[1])) if row else None
+
+
+def record_gate(conn: psycopg.Connection, model_run_id: int, *, publish: bool, reason: str) -> None:
+    """Store the gate's reason; a rejected candidate becomes 'rejected' unless it serves already."""
+    if publish:
+        conn.execute("UPDATE rec.model_runs SET status_reason = %s WHERE model_run_id = %s", (reason, model_run_id))
     else:
-        decision = {"publish": True, "reason": f"holdout NDCG@10 {ndcg:.4f} vs published run {previous[0]} ({previous[1]:.4f})"}
-    if not decision["publish"]:
         conn.execute("UPDATE rec.model_runs SET status = 'rejected', status_reason = %s, updated_at = now() "
                      "WHERE model_run_id = %s AND NOT EXISTS (SELECT 1 FROM rec.serving s WHERE s.model_run_id = %s)",
-                     (decision["reason"], model_run_id, model_run_id))
-    else:
-        conn.execute("UPDATE rec.model_runs SET status_reason = %s WHERE model_run_id = %s",
-                     (decision["reason"], model_run_id))
+                     (reason, model_run_id, model_run_id))
     conn.commit()
-    return decision

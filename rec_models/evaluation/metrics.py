@@ -6,12 +6,29 @@ coverage (share of videos appearing in any top-K list).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
+import torch
 from scipy import sparse
 
-from rec_models.topn import top_n
+from rec_models.data.dataset import Dataset
+from rec_models.topn import TopNBlock, top_n
+
+
+class Recommender(Protocol):
+    """What evaluation needs of a model (rec_models.models.base.Recommender has it; evaluation sits
+    below the models, so it names the methods instead of importing the class)."""
+
+    def recommend(self, data: Dataset, users: np.ndarray, k: int, *,
+                  seen: sparse.csr_matrix | None = None) -> Iterator[TopNBlock]: ...
+
+    def score_rows(self, data: Dataset, device: torch.device | None = None
+                   ) -> Callable[[np.ndarray], torch.Tensor]: ...
+
+    def similar_items(self, items: np.ndarray, k: int) -> Iterator[TopNBlock]: ...
 
 
 @dataclass
@@ -44,8 +61,8 @@ def evaluate_ranking(
                            test, len(users), item_vectors.shape[0], k)
 
 
-def evaluate_model(model, data, train: sparse.csr_matrix, test: sparse.csr_matrix, users: np.ndarray,
-                   k: int = 10) -> RankingMetrics:
+def evaluate_model(model: Recommender, data: Dataset, train: sparse.csr_matrix, test: sparse.csr_matrix,
+                   users: np.ndarray, k: int = 10) -> RankingMetrics:
     """Full-ranking metrics of any model (dot product or not) through its recommend()."""
     return evaluate_blocks(model.recommend(data, users, k, seen=train), test, len(users), data.n_videos, k)
 

@@ -18,8 +18,7 @@ import torch
 from scipy import sparse
 
 from rec_models.data.dataset import Dataset
-from rec_models.evaluation.metrics import evaluate_model
-from rec_models.models.base import Recommender
+from rec_models.evaluation.metrics import Recommender, evaluate_model
 
 BLOCK_USERS = 256
 

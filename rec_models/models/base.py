@@ -14,28 +14,57 @@ from scipy import sparse
 
 from rec_models.data.dataset import Dataset, Split
 from rec_models.topn import DEFAULT_BLOCK_BYTES, TopNBlock, pick_device, top_n, top_n_scored
-from rec_models.training import FitReport  # noqa: F401  (the report every fit returns; models import it here)
+from rec_models.training import FitReport
 
 
 # User vectors computed at once when recommending (bounds memory for millions of users).
 USER_CHUNK = 65_536
 
 
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 length (zero rows stay zero): dot products become cosine similarities."""
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
 class Recommender(ABC):
     """fit on interactions; expose user and item vectors whose dot product is the score.
 
-    A model whose score is not a dot product (NeuMF) sets ``dot_product = False`` and overrides
-    :meth:`score_rows`; its item vectors then serve only video-to-video similarity.
+    What a model can do is declared, never probed: ``dot_product`` (else it overrides
+    :meth:`score_rows`, and its item vectors serve only video-to-video similarity),
+    ``content_aware`` (ranks videos nobody watched yet, from their content),
+    ``serves_warm_users`` (scores users from their features alone: :meth:`features_only`,
+    :meth:`warm_features`) and ``finds_similar_videos`` (:meth:`similar_items`).
     """
 
     name: ClassVar[str]
     dot_product: ClassVar[bool] = True
-    # Scores videos from their content too, so it can rank videos nobody has watched yet.
     content_aware: ClassVar[bool] = False
+    serves_warm_users: ClassVar[bool] = False
+    finds_similar_videos: ClassVar[bool] = True
 
     @abstractmethod
-    def fit(self, data: Dataset, before: float | None = None, validation: Split | None = None) -> FitReport:
-        """Learn from the views before ``before`` (all when None); ``validation`` drives early stopping."""
+    def fit(self, data: Dataset, *, before: float | None = None, validation: Split | None = None,
+            epochs: int | None = None) -> FitReport:
+        """Learn from the views before ``before`` (all when None). ``validation`` drives early stopping
+        for models trained in epochs; ``epochs`` caps them (None: the model's configured maximum)."""
+
+    def fine_tune(self, data: Dataset, *, epochs: int = 1) -> FitReport:
+        """Continue from the fitted state on every view for ``epochs`` epochs (the serving model: the
+        evaluated weights plus the newest days). A closed-form model has no weights to continue
+        from: it fits again on every view."""
+        return self.fit(data)
+
+    def refit(self, data: Dataset, chosen: FitReport) -> FitReport:
+        """From scratch on every view, for the epochs early stopping chose in ``chosen``."""
+        return self.fit(data, epochs=chosen.best_epoch or None)
+
+    def features_only(self) -> "Recommender":
+        """This model scoring every user from their features alone (what a domain-only user gets)."""
+        raise TypeError(f"{self.name} cannot score users from their features alone")
+
+    def warm_features(self) -> np.ndarray:
+        """User feature columns this model learned: a user with one of them is served as warm."""
+        raise TypeError(f"{self.name} cannot score users from their features alone")
 
     @abstractmethod
     def user_vectors(self, data: Dataset, users: np.ndarray) -> np.ndarray:
@@ -47,9 +76,7 @@ class Recommender(ABC):
 
     def similarity_vectors(self) -> np.ndarray:
         """Vectors for video-to-video similarity: L2-normalised item vectors (cosine)."""
-        vectors = self.item_vectors()
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return vectors / np.maximum(norms, 1e-12)
+        return unit_rows(self.item_vectors())
 
     def score_rows(self, data: Dataset, device: torch.device | None = None) -> Callable[[np.ndarray], torch.Tensor]:
         """A scorer: user rows -> (len(rows), n_videos) scores on ``device``."""
@@ -84,6 +111,8 @@ class Recommender(ABC):
 
     def similar_items(self, items: np.ndarray, k: int, *, allowed_items: np.ndarray | None = None):
         """Top-k most similar videos for the given video rows, never the video itself."""
+        if not self.finds_similar_videos:
+            raise TypeError(f"{self.name} has no notion of similar videos")
         vectors = self.similarity_vectors()
         yield from top_n(vectors, vectors, k, query_rows=items, exclude_items=items, allowed_items=allowed_items)
 
@@ -101,16 +130,6 @@ class Recommender(ABC):
         folder.mkdir(parents=True, exist_ok=True)
         np.savez(folder / "state.npz", **self.state())
         (folder / "model.json").write_text(json.dumps({"name": self.name, "config": self.config_dict()}))
-
-    @classmethod
-    def load(cls, folder: Path) -> "Recommender":
-        from rec_models.models import MODELS
-
-        header = json.loads((folder / "model.json").read_text())
-        model = MODELS[header["name"]].from_config(header["config"])
-        with np.load(folder / "state.npz") as arrays:
-            model.load_state(dict(arrays))
-        return model
 
     @classmethod
     def from_config(cls, config: dict) -> "Recommender":

@@ -15,10 +15,13 @@ from scipy import sparse
 
 from rec_models.data.dataset import Dataset
 from rec_models.models.base import FitReport, Recommender
+from rec_models.names import FEATURE_POPULARITY
 
 
 class FeaturePopularity(Recommender):
-    name = "feature_popularity"
+    name = FEATURE_POPULARITY
+    serves_warm_users = True
+    finds_similar_videos = False
 
     def __init__(self, max_domains: int = 2048, smoothing: float = 1.0, popularity_damping: float = 0.5):
         self.max_domains = max_domains
@@ -30,7 +33,7 @@ class FeaturePopularity(Recommender):
         self.domain_idf = np.zeros(0, dtype=np.float32)
         self.video_given_domain = np.zeros((0, 0), dtype=np.float32)  # (known domains, videos)
 
-    def fit(self, data: Dataset, before: float | None = None, validation=None) -> FitReport:
+    def fit(self, data: Dataset, *, before: float | None = None, validation=None, epochs: int | None = None) -> FitReport:
         views = data.interactions(before)
         users_per_domain = np.diff(data.user_features.tocsc().indptr)
         # Domains everybody visits say nothing about taste: weight each by its inverse user frequency.
@@ -48,7 +51,10 @@ class FeaturePopularity(Recommender):
         self.video_given_domain = (given / prior ** self.popularity_damping).astype(np.float32)
         return FitReport(epochs=1, best_epoch=1)
 
-    def known_features(self) -> np.ndarray:
+    def features_only(self) -> "FeaturePopularity":
+        return self  # it scores every user from their features alone already
+
+    def warm_features(self) -> np.ndarray:
         return self.domain_rows
 
     def user_vectors(self, data: Dataset, users: np.ndarray) -> np.ndarray:

@@ -9,7 +9,9 @@ from torch import nn
 
 from rec_models.config import MFConfig
 from rec_models.data.dataset import Dataset
+from rec_models.models.base import unit_rows
 from rec_models.models.neural import NeuralRecommender, weights
+from rec_models.names import MF
 
 
 class MFModule(nn.Module):
@@ -43,7 +45,7 @@ def pair_l2(users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
 
 
 class MatrixFactorization(NeuralRecommender):
-    name = "mf"
+    name = MF
     config_class = MFConfig
 
     def build_module(self, shapes):
@@ -58,5 +60,4 @@ class MatrixFactorization(NeuralRecommender):
         return np.hstack([weights(self.module.item), weights(self.module.item_bias)])
 
     def similarity_vectors(self) -> np.ndarray:
-        factors = weights(self.module.item)
-        return factors / np.maximum(np.linalg.norm(factors, axis=1, keepdims=True), 1e-12)
+        return unit_rows(weights(self.module.item))  # without the bias: cosine of the factors

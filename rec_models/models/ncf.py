@@ -19,9 +19,12 @@ from torch import nn
 
 from rec_models.config import NeuMFConfig
 from rec_models.data.dataset import Dataset, Split
-from rec_models.models.base import USER_CHUNK, FitReport
+from rec_models.models.base import USER_CHUNK, FitReport, unit_rows
 from rec_models.models.mf import pair_l2
 from rec_models.models.neural import NeuralRecommender, weights
+from rec_models.names import GMF as GMF_NAME
+from rec_models.names import MLP as MLP_NAME
+from rec_models.names import NEUMF
 from rec_models.topn import DEFAULT_BLOCK_BYTES, TopNBlock, pick_device, top_n
 
 log = logging.getLogger(__name__)
@@ -111,11 +114,33 @@ class NCFModule(nn.Module):
                 penalty = penalty + pair_l2(u, i)
         return self.out(torch.cat(outputs, -1)).squeeze(-1), penalty
 
+    @torch.no_grad()
+    def score_grid(self, users: torch.Tensor, n_items: int) -> torch.Tensor:
+        """Logits of every (user, video) pair for these users and every video: the forward pass on a
+        grid. The output layer splits over its concatenated input, out([g; h]) = w_g . g + w_h . h + b,
+        so the GMF part is one matmul, and the MLP tower runs on video slices that bound memory."""
+        all_items = torch.arange(n_items, device=users.device)
+        d_gmf = self.gmf.user.embedding_dim if self.gmf is not None else 0
+        w_out = self.out.weight[0]
+        scores = torch.empty(len(users), n_items, device=users.device)
+        if self.gmf is not None:
+            scores[:] = (self.gmf.user(users) * w_out[:d_gmf]) @ self.gmf.item(all_items).T
+        else:
+            scores.zero_()
+        if self.mlp is not None:
+            u_emb = self.mlp.user(users)
+            step = max(1, _SCORING_ELEMENTS // max(1, len(users) * self.mlp.layers[0].out_features))
+            for start in range(0, n_items, step):
+                items = all_items[start:start + step]
+                h = self.mlp.tower(u_emb[:, None, :], self.mlp.item(items)[None, :, :])
+                scores[:, start:start + step] += h @ w_out[d_gmf:]
+        return scores + self.out.bias
+
 
 class NCF(NeuralRecommender):
     """One class for the three variants; ``name`` picks which."""
 
-    name = "neumf"
+    name = NEUMF
     variant = "neumf"
     config_class = NeuMFConfig
     dot_product = False
@@ -123,18 +148,26 @@ class NCF(NeuralRecommender):
     def build_module(self, shapes):
         return NCFModule(self.variant, shapes["n_users"], shapes["n_items"], self.config.dim, self.config.mlp_layers)
 
-    def fit(self, data: Dataset, before: float | None = None, validation: Split | None = None,
-            epochs: int | dict | None = None) -> FitReport:
-        """``epochs`` may be a dict {"gmf", "mlp", "neumf"}: a FitReport's refit_epochs, per stage."""
-        stages = epochs if isinstance(epochs, dict) else {"gmf": epochs, "mlp": epochs, "neumf": epochs}
+    def fit(self, data: Dataset, *, before: float | None = None, validation: Split | None = None,
+            epochs: int | None = None) -> FitReport:
+        return self._fit_stages(data, before, validation, {"gmf": epochs, "mlp": epochs, "neumf": epochs})
+
+    def refit(self, data: Dataset, chosen: FitReport) -> FitReport:
+        """Every stage (GMF, MLP, NeuMF) for the epochs it early-stopped at in ``chosen``."""
+        if not chosen.stage_epochs:
+            return super().refit(data, chosen)
+        return self._fit_stages(data, None, None, chosen.stage_epochs)
+
+    def _fit_stages(self, data: Dataset, before: float | None, validation: Split | None,
+                    stages: dict[str, int | None]) -> FitReport:
         if self.variant != "neumf" or not self.config.pretrain:
-            return super().fit(data, before, validation, stages[self.variant])
+            return super().fit(data, before=before, validation=validation, epochs=stages[self.variant])
         # The paper's pretraining: GMF and MLP trained alone, their weights initialise NeuMF, whose
         # output layer is the two output layers side by side, each halved (alpha = 0.5).
         gmf, mlp = GMF(self.config, self.seed), MLP(self.config, self.seed)
         started = time.perf_counter()
-        gmf_report = gmf.fit(data, before, validation, stages["gmf"])
-        mlp_report = mlp.fit(data, before, validation, stages["mlp"])
+        gmf_report = gmf.fit(data, before=before, validation=validation, epochs=stages["gmf"])
+        mlp_report = mlp.fit(data, before=before, validation=validation, epochs=stages["mlp"])
         self.shapes = self.shapes_for(data)
         self.module = self.build_module(self.shapes)
         with torch.no_grad():
@@ -147,7 +180,7 @@ class NCF(NeuralRecommender):
             self.module.has_retrieval.fill_(True)
         report = self.train_module(data, data.interactions(before), validation, stages["neumf"],
                                    learning_rate=self.config.learning_rate / 2)
-        report.refit_epochs = {"gmf": gmf_report.best_epoch, "mlp": mlp_report.best_epoch, "neumf": report.best_epoch}
+        report.stage_epochs = {"gmf": gmf_report.best_epoch, "mlp": mlp_report.best_epoch, "neumf": report.best_epoch}
         report.history = [{"pretrain": "gmf", **h} for h in gmf_report.history] + \
                          [{"pretrain": "mlp", **h} for h in mlp_report.history] + report.history
         report.seconds = time.perf_counter() - started
@@ -171,8 +204,7 @@ class NCF(NeuralRecommender):
     def similarity_vectors(self) -> np.ndarray:
         if self.variant == "mlp":
             raise TypeError("the MLP has no notion of similar videos")
-        factors = weights(self.module.gmf.item)
-        return factors / np.maximum(np.linalg.norm(factors, axis=1, keepdims=True), 1e-12)
+        return unit_rows(weights(self.module.gmf.item))
 
     def reranks(self, data: Dataset) -> bool:
         """Whether user lists re-rank GMF candidates instead of scoring every pair with the network."""
@@ -209,37 +241,16 @@ class NCF(NeuralRecommender):
             return super().score_rows(data, device)
         device = device or pick_device()
         module = self.module.to(device)
-        n_items = self.shapes["n_items"]
-        all_items = torch.arange(n_items, device=device)
-        d_gmf = self.config.dim if module.gmf is not None else 0
-        w_out = module.out.weight[0]
-        mlp_first = module.mlp.layers[0].out_features
-
-        @torch.no_grad()
-        def score(rows: np.ndarray) -> torch.Tensor:
-            users = torch.as_tensor(rows, device=device)
-            scores = torch.empty(len(rows), n_items, device=device)
-            if module.gmf is not None:
-                scores[:] = (module.gmf.user(users) * w_out[:d_gmf]) @ module.gmf.item(all_items).T
-            else:
-                scores.zero_()
-            u_emb = module.mlp.user(users)
-            step = max(1, _SCORING_ELEMENTS // max(1, len(rows) * mlp_first))
-            for start in range(0, n_items, step):
-                items = all_items[start:start + step]
-                h = module.mlp.tower(u_emb[:, None, :], module.mlp.item(items)[None, :, :])
-                scores[:, start:start + step] += h @ w_out[d_gmf:]
-            return scores + module.out.bias
-
-        return score
+        return lambda rows: module.score_grid(torch.as_tensor(rows, device=device), self.shapes["n_items"])
 
 
 class GMF(NCF):
-    name = "gmf"
+    name = GMF_NAME
     variant = "gmf"
     dot_product = True
 
 
 class MLP(NCF):
-    name = "mlp"
+    name = MLP_NAME
     variant = "mlp"
+    finds_similar_videos = False

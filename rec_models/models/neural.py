@@ -44,7 +44,7 @@ class NeuralRecommender(Recommender):
         """Hook before training: subclasses attach data-dependent inputs (feature bags, histories of the
         views before ``before``) to the module."""
 
-    def fit(self, data: Dataset, before: float | None = None, validation: Split | None = None,
+    def fit(self, data: Dataset, *, before: float | None = None, validation: Split | None = None,
             epochs: int | None = None) -> FitReport:
         interactions = data.interactions(before)
         self.shapes = self.shapes_for(data)
@@ -53,9 +53,11 @@ class NeuralRecommender(Recommender):
         self.prepare(data, interactions, before)
         return self.train_module(data, interactions, validation, epochs)
 
-    def fine_tune(self, data: Dataset, epochs: int = 1) -> FitReport:
-        """Continue training the fitted model on every view for ``epochs`` epochs: the serving model is
-        the evaluated weights plus the newest days, for one epoch's cost instead of a whole refit."""
+    def fine_tune(self, data: Dataset, *, epochs: int = 1) -> FitReport:
+        """Continue training the fitted weights on every view for ``epochs`` epochs: the evaluated
+        weights plus the newest days, for one epoch's cost instead of a whole refit."""
+        if self.module is None:
+            raise ValueError(f"{self.name} has not been fitted: nothing to fine-tune")
         interactions = data.interactions()
         learned = {name: p.detach().clone() for name, p in self.module.named_parameters()}
         self.prepare(data, interactions)  # feature and history bags over every view (same table sizes)
@@ -87,7 +89,6 @@ class NeuralRecommender(Recommender):
         else:
             report = train_pointwise(self.module, interactions, settings, validate=validate, device=device)
         self.module.to("cpu").eval()
-        report.refit_epochs = report.best_epoch
         return report
 
     def state(self) -> dict[str, np.ndarray]:

@@ -5,17 +5,19 @@ from __future__ import annotations
 import numpy as np
 from rec_models.data.dataset import DAY, Dataset
 from rec_models.models.base import FitReport, Recommender
+from rec_models.names import POPULARITY
 
 
 class Popularity(Recommender):
-    name = "popularity"
+    name = POPULARITY
+    finds_similar_videos = False
 
     def __init__(self, half_life_days: float | None = 7.0):
         # None: plain counts (the classic baseline); otherwise a view loses half its weight per half-life.
         self.half_life_days = half_life_days
         self.scores = np.zeros(0, dtype=np.float32)
 
-    def fit(self, data: Dataset, before: float | None = None, validation=None) -> FitReport:
+    def fit(self, data: Dataset, *, before: float | None = None, validation=None, epochs: int | None = None) -> FitReport:
         cutoff = data.end if before is None else before
         seen = data.viewed_at < cutoff
         if self.half_life_days is None:
@@ -31,9 +33,6 @@ class Popularity(Recommender):
 
     def item_vectors(self) -> np.ndarray:
         return self.scores[:, None]
-
-    def similarity_vectors(self) -> np.ndarray:
-        raise TypeError("popularity has no notion of similar videos")
 
     def state(self):
         return {"scores": self.scores}

@@ -13,6 +13,8 @@ domains, the content tower places videos known only by their content.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from scipy import sparse
@@ -20,7 +22,9 @@ from torch import nn
 
 from rec_models.config import TwoTowerConfig
 from rec_models.data.dataset import Dataset
+from rec_models.models.base import unit_rows
 from rec_models.models.neural import NeuralRecommender
+from rec_models.names import TWO_TOWER
 
 
 class Bags(nn.Module):
@@ -124,15 +128,21 @@ class TwoTowerModule(nn.Module):
 
 
 class TwoTower(NeuralRecommender):
-    name = "two_tower"
+    name = TWO_TOWER
     config_class = TwoTowerConfig
     content_aware = True
+    serves_warm_users = True
     objective = "multinomial"
 
     def __init__(self, config: TwoTowerConfig | None = None, seed: int = 42):
         super().__init__(config, seed)
-        # Score users from their features alone even when they have a history (the warm-start evaluation).
-        self.features_only = False
+        self._use_history = True
+
+    def features_only(self) -> "TwoTower":
+        """The same weights, scoring every user from their domains alone (their views left out)."""
+        view = copy.copy(self)
+        view._use_history = False
+        return view
 
     def shapes_for(self, data: Dataset) -> dict[str, int]:
         return {"n_users": data.n_users, "n_items": data.n_videos,
@@ -164,7 +174,7 @@ class TwoTower(NeuralRecommender):
     @torch.no_grad()
     def user_vectors(self, data: Dataset, users: np.ndarray) -> np.ndarray:
         vec = self.module.user_tower(torch.as_tensor(np.asarray(users, dtype=np.int64)),
-                                     use_history=not self.features_only)
+                                     use_history=self._use_history)
         return np.hstack([vec.numpy(), np.ones((len(users), 1), dtype=np.float32)])
 
     @torch.no_grad()
@@ -173,12 +183,11 @@ class TwoTower(NeuralRecommender):
 
     @torch.no_grad()
     def similarity_vectors(self) -> np.ndarray:
-        vec = self.module.item_tower().numpy()
-        return vec / np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12)
+        return unit_rows(self.module.item_tower().numpy())  # without the bias column
 
     def known_items(self) -> np.ndarray:
         return self.module.item_known.numpy()
 
-    def known_features(self) -> np.ndarray:
+    def warm_features(self) -> np.ndarray:
         """User feature columns the tower learned (in the bag of some user with views)."""
         return np.flatnonzero(self.module.user_feature_known.numpy())

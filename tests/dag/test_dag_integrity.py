@@ -9,7 +9,6 @@ import pytest
 
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.airflow
 
 
 @pytest.fixture(scope="module")
@@ -59,27 +58,38 @@ def test_task_wiring(dagbag):
     assert dag.get_task("summary").upstream_task_ids == {"choose_serving"}
 
 
-def test_params_have_defaults_that_build_a_config(dagbag):
-    from rec_models.config import PipelineConfig
+def test_params_are_the_configs_operator_settings(dagbag):
+    """One definition: every DAG param's default, type, bounds and description are the config field's,
+    and the DAG offers exactly the keys the CLI's --param accepts."""
+    from rec_models.__main__ import config_from_params
+    from rec_models.config import PipelineConfig, param_specs
 
     dag = dagbag.dags["nightly_recommendations"]
-    params = {k: dag.params[k] for k in dag.params}
-    assert params["top_n"] == 20
-    config = PipelineConfig.from_params(params)
-    assert config.top_n == 20 and config.mf.dim == params["mf_dim"]
+    specs = param_specs()
+    assert set(dag.params) == set(specs)
+    for key, spec in specs.items():
+        param = dag.params.get_param(key)
+        assert param.value == spec.default, key
+        assert param.schema == spec.schema() and param.description == spec.description, key
+    defaults = {k: dag.params[k] for k in dag.params}
+    assert PipelineConfig.from_params(defaults) == PipelineConfig()
+    assert config_from_params([f"{k}={v}" for k, v in defaults.items()]) == PipelineConfig()
+    assert defaults["user_shards"] == 2  # the documented default, once drifted between DAG and config
 
 
 def test_parsing_imports_no_heavy_modules():
-    """Parsing runs often in the dag-processor: torch, numpy and our package load only when tasks run."""
+    """Parsing runs often in the dag-processor: torch, numpy and the package's heavy modules load only
+    when tasks run; parse time reads only the standard-library config and names."""
     code = (
         "import sys, runpy; runpy.run_path(sys.argv[1]);"
-        "heavy = [m for m in ('torch', 'numpy', 'scipy', 'rec_models', 'psycopg') if m in sys.modules];"
+        "heavy = [m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy', 'scipy', 'psycopg')"
+        " or (m.startswith('rec_models') and m not in ('rec_models', 'rec_models.config', 'rec_models.names'))];"
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code, str(ROOT / "dags" / "nightly_recommendations.py")],
                          capture_output=True, text=True, check=True)
     loaded = set(filter(None, out.stdout.strip().splitlines()[-1].split(","))) if out.stdout.strip() else set()
-    assert not loaded & {"torch", "rec_models", "scipy"}, loaded
+    assert not loaded & {"torch", "scipy"} and not {m for m in loaded if m.startswith("rec_models")}, loaded
 
 
 def test_every_dag_has_tags_retries_and_docs(dagbag):

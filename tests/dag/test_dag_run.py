@@ -13,7 +13,6 @@ from rec_models.db.migrate import apply_migrations
 from rec_models.devstack import airflow_uri
 from tests.conftest import END, ROOT
 
-pytestmark = [pytest.mark.airflow, pytest.mark.db]
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from rec_models.data.synthetic import WorldSpec, generate_world
 from rec_models.faults import POINTS
 from tests.conftest import END
 
-pytestmark = pytest.mark.db
 
 
 @pytest.fixture(scope="module")

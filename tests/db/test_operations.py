@@ -15,9 +15,10 @@ from rec_models.config import PipelineConfig
 from rec_models.data.seed import seed_world
 from rec_models.db.migrate import apply_migrations
 from rec_models.db.rollback import RollbackError, rollback
+from rec_models.data.snapshot import Snapshot
+from rec_models.run import Run
 from tests.conftest import END, ROOT
 
-pytestmark = pytest.mark.db
 MODELS = ("mf",)
 
 
@@ -46,7 +47,7 @@ def seeded(database_factory, small_world):
 
 
 def test_rollback_to_the_previous_run_and_to_a_named_one(seeded, tmp_path):
-    runs = [pipeline.run_all(pipeline.RunContext(database_url=seeded, interval_end=END - timedelta(days=d),
+    runs = [pipeline.run_all(Run(database_url=seeded, interval_end=END - timedelta(days=d),
                                                  config=_config(tmp_path)), MODELS)["model_run_id"] for d in (2, 1, 0)]
     assert set(_serving(seeded).values()) == {runs[2]}
     with psycopg.connect(seeded) as conn:
@@ -67,7 +68,7 @@ def test_rollback_to_the_previous_run_and_to_a_named_one(seeded, tmp_path):
 
 def test_pruned_runs_cannot_be_rolled_back_to(seeded, tmp_path):
     config = _config(tmp_path, keep_published_runs=1)
-    runs = [pipeline.run_all(pipeline.RunContext(database_url=seeded, interval_end=END - timedelta(days=d),
+    runs = [pipeline.run_all(Run(database_url=seeded, interval_end=END - timedelta(days=d),
                                                  config=config), MODELS)["model_run_id"] for d in (2, 1, 0)]
     with psycopg.connect(seeded) as conn:
         with pytest.raises(RollbackError, match="pruned"):
@@ -77,9 +78,9 @@ def test_pruned_runs_cannot_be_rolled_back_to(seeded, tmp_path):
 
 def test_backfill_sees_only_its_night_and_reproduces_it(seeded, small_world, tmp_path):
     night = END - timedelta(days=3)
-    backfill = pipeline.RunContext(database_url=seeded, interval_end=night, config=_config(tmp_path / "a"))
+    backfill = Run(database_url=seeded, interval_end=night, config=_config(tmp_path / "a"))
     first = pipeline.run_all(backfill, MODELS)["model_run_id"]
-    snapshot = pipeline.Snapshot.load(backfill.run_dir / "snapshot")
+    snapshot = Snapshot.load(backfill.files.snapshot_dir)
     assert snapshot.viewed_at.max() < night.timestamp()
     before = _rows(seeded, first)
     # Later data arrives (and a newer night publishes): the backfill of the old night must not change.
@@ -87,7 +88,7 @@ def test_backfill_sees_only_its_night_and_reproduces_it(seeded, small_world, tmp
         conn.execute("INSERT INTO video_views SELECT user_id, video_id, viewed_at + interval '3 days', watch_seconds "
                      "FROM video_views WHERE viewed_at >= %s", (night - timedelta(days=1),))
         conn.commit()
-    latest = pipeline.run_all(pipeline.RunContext(database_url=seeded, interval_end=END, config=_config(tmp_path / "b")),
+    latest = pipeline.run_all(Run(database_url=seeded, interval_end=END, config=_config(tmp_path / "b")),
                               MODELS)["model_run_id"]
     again = pipeline.run_all(dataclasses.replace(backfill, config=_config(tmp_path / "c")), MODELS)
     assert again["model_run_id"] == first and _rows(seeded, first) == before  # same seed, same rows

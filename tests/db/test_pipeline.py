@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 
 import numpy as np
 import psycopg
@@ -11,15 +12,15 @@ import pytest
 from rec_models import pipeline
 from rec_models.config import PipelineConfig
 from rec_models.data.seed import seed_world
-from rec_models.pipeline import RunContext
+from rec_models.names import MODEL_NAMES, TWO_TOWER
+from rec_models.run import Run
 from tests.conftest import END, ROOT
 
-pytestmark = pytest.mark.db
 TOP_N = 10
 
 
-def run_all(ctx: RunContext) -> dict:
-    return pipeline.run_all(ctx)
+def run_all(run: Run) -> dict:
+    return pipeline.run_all(run)
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +38,13 @@ def published(database_factory, small_world, tmp_path_factory):
         conn.commit()
     config = PipelineConfig.from_params({"top_n": TOP_N, "mf_epochs": 20, "neumf_epochs": 10, "two_tower_epochs": 15})
     config = dataclasses.replace(config, run_root=str(tmp_path_factory.mktemp("runs")))
-    ctx = RunContext(database_url=url, interval_end=END, dag_run_id="test", config=config)
-    result = run_all(ctx)
-    return url, ctx, result
+    run = Run(database_url=url, interval_end=END, dag_run_id="test", config=config)
+    result = run_all(run)
+    return url, run, result
 
 
 def test_every_model_is_recorded_and_the_best_dot_product_model_serves(published):
-    url, ctx, result = published
+    url, run, result = published
     assert {name for name, p in result["published"].items() if p["published"]} == {"mf", "neumf", "two_tower"}
     with psycopg.connect(url) as conn:
         rows = conn.execute("SELECT model_name, model_run_id, status, metrics, n_users, n_train_rows "
@@ -125,12 +126,12 @@ def test_current_views_show_exactly_one_run(published):
 
 
 def test_rerun_of_the_same_interval_replaces_not_duplicates(published):
-    url, ctx, first = published
+    url, run, first = published
     with psycopg.connect(url) as conn:
         before = conn.execute("SELECT user_id, rank, video_id, score, segment FROM rec.user_recommendations_current "
                               "ORDER BY user_id, rank").fetchall()
         similar_before = conn.execute("SELECT * FROM rec.similar_videos_current ORDER BY video_id, rank").fetchall()
-    again = run_all(ctx)
+    again = run_all(run)
     assert {m: p["model_run_id"] for m, p in again["published"].items()} == \
         {m: p["model_run_id"] for m, p in first["published"].items()}
     with psycopg.connect(url) as conn:
@@ -165,13 +166,20 @@ def test_example_downstream_queries_run(published, query_file):
 
 
 def test_sharded_scoring_equals_unsharded_row_for_row(published, tmp_path):
-    url, ctx, _ = published
+    """The serving model's user lists scored in 3 shards (as 3 mapped tasks would) and published again
+    equal the unsharded rows. The run's trained models are reused (a copy of its folder), not retrained."""
+    url, run, result = published
     with psycopg.connect(url) as conn:
         before = conn.execute("SELECT user_id, rank, video_id, score, segment FROM rec.user_recommendations_current "
                               "ORDER BY user_id, rank").fetchall()
-    sharded = dataclasses.replace(ctx, config=dataclasses.replace(ctx.config, user_shards=3, run_root=str(tmp_path)))
-    result = pipeline.run_all(sharded)
-    assert len(list((tmp_path / sharded.run_dir.name / "outputs" / result["serving"]).glob("users_*"))) == 3
+    sharded = dataclasses.replace(run, config=dataclasses.replace(run.config, user_shards=3, run_root=str(tmp_path)))
+    shutil.copytree(run.files.path, sharded.files.path)
+    serving = result["serving"]
+    evaluations = {name: sharded.files.read_evaluation(name) for name in MODEL_NAMES}
+    assert pipeline.score(sharded, serving, evaluations[serving], evaluations[TWO_TOWER])["shards"] == 3
+    assert pipeline.publish(sharded, serving, evaluations[serving])["published"]
+    assert pipeline.choose_serving(sharded, [evaluations[serving]])["model_run_id"] == result["model_run_id"]
+    assert len(list(sharded.files.scores_dir(serving).glob("users_*"))) == 3
     with psycopg.connect(url) as conn:
         after = conn.execute("SELECT user_id, rank, video_id, score, segment FROM rec.user_recommendations_current "
                              "ORDER BY user_id, rank").fetchall()

@@ -12,9 +12,9 @@ from rec_models.config import PipelineConfig
 from rec_models.data.seed import seed_world
 from rec_models.data.synthetic import WorldSpec, generate_world
 from rec_models.db.migrate import apply_migrations
+from rec_models.run import Run
 from tests.conftest import END
 
-pytestmark = pytest.mark.db
 
 SECRET = "pw-7f3a9c-never-log-me"
 
@@ -33,7 +33,7 @@ def published(database_factory, tmp_path_factory):
         seed_world(conn, world)
     config = dataclasses.replace(PipelineConfig.from_params({"top_n": 5, "mf_epochs": 3}),
                                  run_root=str(tmp_path_factory.mktemp("runs")))
-    ctx = pipeline.RunContext(database_url=as_role(url, "rec_pipeline"), interval_end=END, config=config)
+    ctx = Run(database_url=as_role(url, "rec_pipeline"), interval_end=END, config=config)
     return url, ctx
 
 

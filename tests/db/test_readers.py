@@ -10,7 +10,6 @@ from rec_models.config import PipelineConfig
 from rec_models.data.synthetic import WorldSpec, generate_world
 from tests.conftest import END
 
-pytestmark = pytest.mark.db
 
 
 def test_readers_see_one_complete_run_throughout(database_factory, tmp_path):

@@ -3,7 +3,6 @@ import pytest
 
 from rec_models.db.migrate import apply_migrations, migration_files
 
-pytestmark = pytest.mark.db
 
 
 def test_migrations_apply_twice_and_are_recorded(database_factory):
@@ -35,3 +34,13 @@ def test_failed_migration_leaves_nothing_half_applied(database_factory, tmp_path
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT to_regclass('t_good') IS NOT NULL, to_regclass('t_half') IS NULL").fetchone() == (True, True)
         assert [r[0] for r in conn.execute("SELECT version FROM public.rec_schema_migrations")] == ["001"]
+
+
+def test_a_model_run_status_is_one_the_pipeline_writes(fresh_db):
+    """'failed' was allowed but never written (migration 004 drops it): only written statuses remain."""
+    with psycopg.connect(fresh_db) as conn:
+        conn.execute("INSERT INTO rec.model_runs (run_key, model_name, data_interval_end, status) "
+                     "VALUES ('k', 'mf', now(), 'rejected')")
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("INSERT INTO rec.model_runs (run_key, model_name, data_interval_end, status) "
+                         "VALUES ('k2', 'mf', now(), 'failed')")

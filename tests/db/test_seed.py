@@ -3,7 +3,6 @@ import pytest
 
 from rec_models.data.seed import SourcesNotOursError, seed_world
 
-pytestmark = pytest.mark.db
 
 
 def test_seed_is_idempotent_and_exact(fresh_db, small_world):

@@ -7,12 +7,11 @@ import pytest
 
 from rec_models.data.seed import seed_world
 from rec_models.data.snapshot import extract_snapshot
-from rec_models.data.synthetic import SERVICE_START
+from rec_models.data.rules import SERVICE_START
 from rec_models.data.validate import SourceDataError, validate_sources
 from bench.faults import BAD_ROWS, BAD_ROWS_DAY, inject_bad_rows
 from tests.conftest import END
 
-pytestmark = pytest.mark.db
 
 WINDOW = END - timedelta(days=180)
 DAY = BAD_ROWS_DAY

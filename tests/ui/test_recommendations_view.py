@@ -23,10 +23,10 @@ from rec_models.config import PipelineConfig
 from rec_models.data.seed import seed_world
 from rec_models.db.migrate import apply_migrations
 from rec_models.devstack import airflow_uri
+from rec_models.run import Run
 from tests.conftest import END, ROOT
 from tests.ui.browser import Browser, chromium_path
 
-pytestmark = [pytest.mark.airflow, pytest.mark.db]
 ARTIFACTS = ROOT / "test-artifacts" / "ui"
 
 
@@ -45,7 +45,7 @@ def recs_db(database_factory, small_world, tmp_path_factory):
     config = dataclasses.replace(PipelineConfig.from_params({"top_n": 10, "mf_epochs": 5, "two_tower_epochs": 10}),
                                  run_root=str(tmp_path_factory.mktemp("runs")))
     for end in (END - timedelta(days=1), END):  # two nights, so churn has a previous run
-        pipeline.run_all(pipeline.RunContext(database_url=url, interval_end=end, config=config), ("mf", "two_tower"))
+        pipeline.run_all(Run(database_url=url, interval_end=end, config=config), ("mf", "two_tower"))
     return url
 
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import copy
+import inspect
 
 import numpy as np
 import pytest
 
 from rec_models.config import MFConfig, NeuMFConfig, TwoTowerConfig
 from rec_models.evaluation import evaluate_model, evaluate_ranking
-from rec_models.models import GMF, MLP, NCF, TwoTower, FeaturePopularity, MatrixFactorization, Popularity, Recommender
+from rec_models.models import (GMF, MLP, NCF, FeaturePopularity, MatrixFactorization, Popularity, Recommender,
+                               TwoTower, load_model)
+from rec_models.models.neural import NeuralRecommender
 from rec_models.topn import flatten
+from rec_models.training import FitReport
 
 
 def _scores(model, data, users=np.arange(0, 400, 3)):
@@ -18,20 +22,49 @@ def _scores(model, data, users=np.arange(0, 400, 3)):
 
 
 class ModelContract:
-    has_similarity = True
+    """What every model must do, on the small synthetic world whose answer is known (planted topics).
+    Each model is trained once per session (``trained``); tests that change it work on a copy."""
+
     # Holdout NDCG@10 must beat a random ranking by this factor.
     min_lift_over_random = 3.0
 
     def make(self) -> Recommender:
         raise NotImplementedError
 
+    def trained_model(self, trained):
+        """(model, FitReport) of this class's model, trained once per session."""
+        return trained(type(self).__name__, self.make)
+
     @pytest.fixture(scope="class")
-    def fitted(self, small_dataset):
-        split = small_dataset.holdout(1)
-        validation = small_dataset.validation(1)
-        model = self.make()
-        model.fit(small_dataset, before=validation.boundary, validation=validation)
-        return model, split
+    def fitted(self, small_dataset, trained):
+        model, _ = self.trained_model(trained)
+        return model, small_dataset.holdout(1)
+
+    def test_fit_is_the_one_signature(self, fitted):
+        model, _ = fitted
+        parameters = inspect.signature(type(model).fit).parameters
+        assert list(parameters) == ["self", "data", "before", "validation", "epochs"]
+        assert all(parameters[p].kind is inspect.Parameter.KEYWORD_ONLY for p in ("before", "validation", "epochs"))
+
+    def test_capabilities_are_declared_and_kept(self, fitted, small_dataset):
+        """Capabilities are class attributes (declared, never probed); what a model declares it does,
+        and what it does not declare it refuses with a TypeError."""
+        model, split = fitted
+        for flag in ("dot_product", "content_aware", "serves_warm_users", "finds_similar_videos"):
+            assert isinstance(getattr(type(model), flag), bool), flag
+        if model.serves_warm_users:
+            warm = model.warm_features()
+            assert warm.dtype.kind == "i" and len(warm) and warm.max() < small_dataset.user_features.shape[1]
+            metrics = evaluate_model(model.features_only(), small_dataset, split.train, split.test, split.test_users)
+            assert metrics.ndcg > 0
+        else:
+            with pytest.raises(TypeError):
+                model.features_only()
+            with pytest.raises(TypeError):
+                model.warm_features()
+        if not model.finds_similar_videos:
+            with pytest.raises(TypeError):
+                list(model.similar_items(np.arange(3), 5))
 
     def test_beats_random_on_holdout(self, fitted, small_dataset):
         model, split = fitted
@@ -55,7 +88,8 @@ class ModelContract:
     def test_save_load_gives_identical_scores(self, fitted, small_dataset, tmp_path):
         model, _ = fitted
         model.save(tmp_path / "m")
-        loaded = Recommender.load(tmp_path / "m")
+        loaded = load_model(tmp_path / "m")
+        assert type(loaded) is type(model)
         np.testing.assert_array_equal(_scores(loaded, small_dataset), _scores(model, small_dataset))
 
     def test_batch_equals_single(self, fitted, small_dataset):
@@ -66,31 +100,47 @@ class ModelContract:
             (single,) = list(model.recommend(small_dataset, np.array([u]), 10, seen=split.train))
             np.testing.assert_array_equal(single.items[0], batch[i])
 
-    def test_refit_is_deterministic(self, fitted, small_dataset):
-        model, split = fitted
-        validation = small_dataset.validation(1)
-        again = self.make()
-        again.fit(small_dataset, before=validation.boundary, validation=validation)
-        np.testing.assert_array_equal(_scores(again, small_dataset), _scores(model, small_dataset))
+    def test_fit_is_deterministic(self, small_dataset):
+        """The same data and seed give the same model (two short fits, not the tuned one; that
+        validation cannot shift training's random stream is tested in test_training)."""
+        first, second = self.make(), self.make()
+        for model in (first, second):
+            model.fit(small_dataset, epochs=2)
+        np.testing.assert_array_equal(_scores(first, small_dataset), _scores(second, small_dataset))
 
-    def test_fine_tune_continues_from_the_evaluated_weights(self, fitted, small_dataset):
-        """The serving model: the evaluated weights trained one more epoch over every view."""
+    def test_fine_tune_continues_from_the_fitted_state(self, fitted, small_dataset):
+        """The serving model: the evaluated weights trained one more epoch over every view; a
+        closed-form model has no weights to continue from and fits again on every view."""
         model, split = fitted
-        if not hasattr(model, "fine_tune"):
-            pytest.skip("not trained by the shared loop")
         served = copy.deepcopy(model)
         report = served.fine_tune(small_dataset, epochs=1)
         assert report.epochs == 1
         before, after = _scores(model, small_dataset), _scores(served, small_dataset)
-        assert before.shape == after.shape and not np.array_equal(before, after)
-        # One epoch moves the weights, it does not start over: the ranking stays close to the evaluated one.
-        assert np.corrcoef(before.ravel(), after.ravel())[0, 1] > 0.5
+        assert before.shape == after.shape
+        if isinstance(model, NeuralRecommender):
+            assert not np.array_equal(before, after)
+            # One epoch moves the weights, it does not start over: the ranking stays close to the evaluated one.
+            assert np.corrcoef(before.ravel(), after.ravel())[0, 1] > 0.5
+        else:
+            again = self.make()
+            again.fit(small_dataset)
+            np.testing.assert_array_equal(after, _scores(again, small_dataset))
         metrics = evaluate_model(served, small_dataset, split.train, split.test, split.test_users)
         assert metrics.ndcg > 0
 
+    def test_refit_repeats_the_chosen_epochs(self, trained, small_dataset):
+        """A refit on every view trains from scratch for the epochs early stopping chose (per stage for
+        NeuMF); capped at 2 here to keep it quick."""
+        _, report = self.trained_model(trained)
+        chosen = FitReport(epochs=report.epochs, best_epoch=min(report.best_epoch, 2),
+                           stage_epochs={stage: min(n, 2) for stage, n in report.stage_epochs.items()})
+        refitted = self.make().refit(small_dataset, chosen)
+        assert refitted.epochs == chosen.stage_epochs.get("neumf", chosen.best_epoch)
+        assert refitted.stage_epochs.keys() == chosen.stage_epochs.keys()
+
     def test_similar_videos_share_the_planted_topic(self, fitted, small_dataset, small_world):
         model, _ = fitted
-        if not self.has_similarity:
+        if not model.finds_similar_videos:
             pytest.skip("this model has no video-to-video similarity")
         topic = dict(zip(small_world.video_id.tolist(), small_world.video_topic.tolist()))
         watched = np.flatnonzero(np.asarray(small_dataset.interactions().sum(0)).ravel() >= 20)
@@ -113,7 +163,6 @@ class TestGMF(ModelContract):
 
 
 class TestMLP(ModelContract):
-    has_similarity = False
     min_lift_over_random = 2.0
 
     def make(self):
@@ -126,10 +175,17 @@ class TestNeuMF(ModelContract):
 
 
 class TestNeuMFReranked(ModelContract):
-    """NeuMF as it serves large worlds: the network re-ranks its GMF part's top candidates."""
+    """NeuMF as it serves large worlds: the network re-ranks its GMF part's top candidates. Scoring
+    settings only: it shares TestNeuMF's trained weights."""
 
     def make(self):
         return NCF(NeuMFConfig(epochs=15, full_scoring_max_pairs=0, rerank_candidates=40), seed=3)
+
+    def trained_model(self, trained):
+        trained_neumf, report = TestNeuMF().trained_model(trained)
+        model = self.make()
+        model.module, model.shapes = trained_neumf.module, trained_neumf.shapes
+        return model, report
 
     def test_reranking_every_video_equals_full_scoring(self, fitted, small_dataset):
         model, split = fitted
@@ -163,11 +219,7 @@ class TestTwoTower(ModelContract):
         """Users scored from their domains only reach >= 80% of the Recall@10 they reach with their ids."""
         model, split = fitted
         full = evaluate_model(model, small_dataset, split.train, split.test, split.test_users)
-        model.features_only = True
-        try:
-            warm = evaluate_model(model, small_dataset, split.train, split.test, split.test_users)
-        finally:
-            model.features_only = False
+        warm = evaluate_model(model.features_only(), small_dataset, split.train, split.test, split.test_users)
         assert warm.recall >= 0.8 * full.recall, (warm.recall, full.recall)
 
     def test_new_videos_are_placed_by_content(self, small_dataset, small_world):
@@ -192,7 +244,6 @@ class TestTwoTower(ModelContract):
 
 
 class TestPopularity(ModelContract):
-    has_similarity = False
     min_lift_over_random = 2.0
 
     def make(self):
@@ -200,8 +251,6 @@ class TestPopularity(ModelContract):
 
 
 class TestFeaturePopularity(ModelContract):
-    has_similarity = False
-
     def make(self):
         return FeaturePopularity()
 

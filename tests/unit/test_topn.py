@@ -4,7 +4,9 @@ import torch
 from scipy import sparse
 
 from rec_models.topn import flatten, top_n
-from rec_models.topn_exact import exact_top_k
+from rec_models.topn import pruned
+from rec_models.topn.pruned import exact_top_k
+from rec_models.topn.reference import reference_top_k
 
 
 def brute(q, items, k, exclude=None, allowed=None, own=None):
@@ -131,9 +133,9 @@ def test_seeded_search_matches_brute_force(low_precision):
 def test_large_catalogue_search_in_windows_keeps_the_query_order(monkeypatch):
     """Catalogues large enough for seeds: queries are searched grouped by direction, window by window,
     yet blocks come back in query order with the brute-force answer."""
-    import rec_models.topn as topn
+    import rec_models.topn.search as search
 
-    monkeypatch.setattr(topn, "WINDOW_BYTES", 12 * 10 * 700)  # several windows of 700 queries
+    monkeypatch.setattr(search, "WINDOW_BYTES", 12 * 10 * 700)  # several windows of 700 queries
     rng = np.random.default_rng(6)
     centres = rng.normal(size=(20, 8))
     items = (centres[rng.integers(0, 20, 5000)] + rng.normal(scale=0.5, size=(5000, 8))).astype(np.float32)
@@ -149,3 +151,74 @@ def test_large_catalogue_search_in_windows_keeps_the_query_order(monkeypatch):
     want_idx, want_scores = brute(q[rows], items, 10, exclude[rows], allowed)
     np.testing.assert_allclose(np.vstack([b.scores for b in blocks]), want_scores, rtol=1e-5, atol=1e-5)
     assert (np.vstack([b.items for b in blocks]) == want_idx).mean() > 0.999  # float32 ties aside
+
+
+@pytest.mark.parametrize("low_precision", [None, torch.bfloat16])
+def test_pruned_search_equals_the_plain_reference(low_precision):
+    """The fast path (thresholds, norm order, seed, pre-test) and the plain blocked top-k agree."""
+    rng = np.random.default_rng(8)
+    items = (rng.normal(size=(2000, 16)) * rng.lognormal(0, 0.5, (2000, 1))).astype(np.float32)
+    items = items[np.argsort(-np.linalg.norm(items, axis=1))]
+    q = torch.as_tensor(rng.normal(size=(120, 16)).astype(np.float32))
+    exclude = sparse.random(120, 2000, density=0.05, random_state=9, format="csr")
+    own = torch.as_tensor(rng.integers(0, 2000, 120))
+    seed = torch.as_tensor(np.sort(rng.choice(2000, 300, replace=False)))
+    want_v, want_i = reference_top_k(q, torch.as_tensor(items), 20, exclude=exclude, exclude_items=own, column_block=128)
+    for use_seed in (None, seed):
+        v, i = exact_top_k(q, torch.as_tensor(items), 20, item_norms_sorted=True, exclude=exclude, exclude_items=own,
+                           column_block=128, first_block=32, low_precision=low_precision, seed=use_seed)
+        torch.testing.assert_close(v, want_v, rtol=1e-5, atol=1e-5)
+        assert (i == want_i).float().mean() > 0.999  # float32 ties aside
+
+
+def test_reference_matches_brute_force():
+    rng = np.random.default_rng(10)
+    q, items = rng.normal(size=(33, 5)).astype(np.float32), rng.normal(size=(301, 5)).astype(np.float32)
+    exclude = sparse.random(33, 301, density=0.1, random_state=11, format="csr")
+    v, i = reference_top_k(torch.as_tensor(q), torch.as_tensor(items), 7, exclude=exclude, column_block=50)
+    want_idx, want_scores = brute(q, items, 7, exclude)
+    np.testing.assert_allclose(v.numpy(), want_scores, rtol=1e-5)
+    np.testing.assert_array_equal(i.numpy(), want_idx)
+
+
+def test_bfloat16_bits_maximum_never_misses_a_row_the_plain_maximum_finds():
+    """The int16 view of positive bfloat16 values keeps their order: the same rows as the plain row
+    maximum, plus (the cut is stepped down one bfloat16 value, to be safe) rows whose maximum sits at the cut."""
+    rng = np.random.default_rng(12)
+    tile = torch.as_tensor(rng.normal(size=(500, 300)).astype(np.float32)).to(torch.bfloat16)
+    cuts = torch.as_tensor(rng.normal(loc=2.0, scale=1.5, size=500).astype(np.float32))  # some <= 0
+    cuts[:50] = tile[:50].float().amax(dim=1)  # cuts exactly at a row's maximum: that row has none above
+    assert (cuts <= 0).any() and (cuts > 0).any()
+    bits, plain = pruned._may_beat(tile, cuts), pruned._may_beat_plain(tile, cuts)
+    assert not (plain & ~bits).any()
+    assert bits[:50].all() and not plain[:50].any()
+    torch.testing.assert_close(bits[50:], plain[50:])
+
+
+def test_chunk_maxima_bound_the_kth_best_from_below():
+    rng = np.random.default_rng(13)
+    scores = torch.as_tensor(rng.normal(size=(64, 1024)).astype(np.float32))
+    for k in (1, 10, 64):
+        bound = pruned._chunk_max_bound(scores, k)
+        kth = torch.topk(scores, k, dim=1).values[:, -1]
+        assert (bound < kth).all() and ((scores > bound[:, None]).sum(1) >= k).all()
+    assert torch.isneginf(pruned._chunk_max_bound(scores[:, :16], 10)).all()  # too narrow: no bound
+
+
+def test_thread_count_is_restored_after_single_threaded_blocks():
+    from rec_models.threads import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    rng = np.random.default_rng(14)
+    vectors = rng.normal(size=(6000, 8)).astype(np.float32)
+    for _ in top_n(vectors, vectors, 5, query_rows=np.arange(3000), device=torch.device("cpu")):
+        assert torch.get_num_threads() == before  # the caller's code between blocks runs with its threads
+
+
+def test_bfloat16_pretest_follows_the_hardware():
+    flags = pruned._cpu_flags()
+    assert pruned.filter_dtype("cpu") == (torch.bfloat16 if flags & {"avx512_bf16", "amx_bf16"} else None)
+    assert pruned.filter_dtype("mps") is None

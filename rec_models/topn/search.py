@@ -1,57 +1,37 @@
-"""Top-N search in blocks, so memory stays bounded whatever the catalogue size.
+"""Exact top-N by dot product over a whole catalogue (similar videos, user lists, evaluation), in
+bounded memory whatever its size.
 
-``top_n``: exact top-N by dot product (similar videos, user lists, evaluation), with threshold
-pruning and norm-ordered termination (rec_models.topn_exact); queries that point the same way are
-searched together, seeded with the items near their direction (``_Seeds``). ``top_n_scored``: the
-same blocked search for any scorer (NeuMF's network). Runs on ``cuda`` when available.
+Queries are searched in windows (at most WINDOW_BYTES of results); within a window, queries that
+point the same way share a block and so a seed (:class:`AnchorSeeds`), and blocks are searched side
+by side on CPU, one thread each. Each block runs :func:`rec_models.topn.pruned.exact_top_k`. Results
+come back in query order, block by block. Runs on ``cuda`` when available.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy import sparse
 
-from rec_models.topn_exact import exact_top_k, filter_dtype
+from rec_models.threads import torch_threads
+from rec_models.topn.blocks import DEFAULT_BLOCK_BYTES, TopNBlock, pick_device
+from rec_models.topn.pruned import exact_top_k, filter_dtype
 
-# Scores of one query block held at once: 4 MiB of float32 by default (measured fastest in bench/topn.py).
-DEFAULT_BLOCK_BYTES = 4 * 2**20
 # Catalogue columns scored per step by the exact search (memory: query block x this).
 COLUMN_BLOCK = 1024
 # Catalogue columns scored first in the norm-ordered scan.
 FIRST_BLOCK = 1024
-# Seeds (see _Seeds) pay off from this catalogue size; below it the scan is short anyway.
+# Seeds pay off from this catalogue size; below it the scan is short anyway.
 SEED_ABOVE_ITEMS = 4096
+# Anchor directions, the best items kept per anchor, and the largest-norm items every seed holds.
 ANCHORS = 128
 PER_ANCHOR = 128
 SEED_LARGEST = 128
 # Results held while a window of queries is searched in anchor order (bounds memory).
 WINDOW_BYTES = 64 * 2**20
-
-
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-@dataclass
-class TopNBlock:
-    """Results for queries [start, start + len): item indices and scores, best first.
-
-    Where fewer than k candidates exist, trailing entries have score -inf; ``valid`` marks the rest.
-    """
-
-    start: int
-    queries: np.ndarray  # query row numbers (into the query matrix) of this block
-    items: np.ndarray  # (b, k) int64
-    scores: np.ndarray  # (b, k) float32
-
-    @property
-    def valid(self) -> np.ndarray:
-        return np.isfinite(self.scores)
 
 
 def top_n(
@@ -87,7 +67,7 @@ def top_n(
     exclude_sorted = exclude.tocsc()[:, order].tocsr() if exclude is not None else None
     rows = np.arange(query_vectors.shape[0]) if query_rows is None else np.asarray(query_rows)
     block = max(1, min(len(rows), block_bytes // (4 * COLUMN_BLOCK)))
-    seeds = _Seeds(items_t, k) if len(order) >= SEED_ABOVE_ITEMS else None
+    seeds = AnchorSeeds(items_t, k) if len(order) >= SEED_ABOVE_ITEMS else None
 
     def search(window: np.ndarray, queries: torch.Tensor, own_items: np.ndarray | None, anchors: torch.Tensor | None,
                members: np.ndarray):
@@ -118,7 +98,7 @@ def top_n(
         parts = [grouped[s:s + block] for s in range(0, len(window), block)]
         values = torch.empty((len(window), min(k, len(order))), device=device)
         indices = torch.empty(values.shape, dtype=torch.int64, device=device)
-        found = _map(lambda m: search(window, queries, own_items, anchors, m), parts, workers)
+        found = _side_by_side(lambda m: search(window, queries, own_items, anchors, m), parts, workers)
         for members, (v, i) in zip(parts, found):
             at = torch.as_tensor(members, device=device)
             values[at], indices[at] = v, i
@@ -128,21 +108,17 @@ def top_n(
                             items=order[indices[s:s + block]], scores=values[s:s + block])
 
 
-def _map(function, parts: list, workers: int):
-    """``map`` over parts; on CPU, side by side, one thread each: the pruning and merging between the
-    matmuls are mostly single-threaded ops, so this keeps every core busy (measured 1.7x at 20k)."""
+def _side_by_side(function, parts: list, workers: int) -> list:
+    """``[function(p) for p in parts]``; on CPU, side by side, one PyTorch thread each: the pruning and
+    merging between the matmuls are mostly single-threaded ops, so this keeps every core busy
+    (measured 1.7x at 20k). The thread count is restored afterwards."""
     if workers <= 1 or len(parts) <= 1:
-        yield from map(function, parts)
-        return
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(workers) as pool:
-            yield from pool.map(function, parts)
-    finally:
-        torch.set_num_threads(workers)
+        return [function(p) for p in parts]
+    with torch_threads(1), ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(function, parts))
 
 
-class _Seeds:
+class AnchorSeeds:
     """Per query block, items likely to hold its top k, scored first so each threshold starts near its
     final value (the scan in norm order alone finds a query's neighbours only gradually).
 
@@ -165,49 +141,3 @@ class _Seeds:
     def seed(self, anchors: torch.Tensor) -> torch.Tensor:
         """Sorted item positions for a block whose queries have these best anchors."""
         return torch.unique(torch.cat([self.lists[torch.unique(anchors)].flatten(), self.largest]))
-
-
-def top_n_scored(
-    score_rows: Callable[[np.ndarray], torch.Tensor],
-    rows: np.ndarray,
-    n_items: int,
-    k: int,
-    *,
-    exclude: sparse.csr_matrix | None = None,
-    exclude_items: np.ndarray | None = None,
-    allowed_items: np.ndarray | None = None,
-    block_bytes: int = DEFAULT_BLOCK_BYTES,
-    device: torch.device | None = None,
-) -> Iterator[TopNBlock]:
-    """The blocked top-k search for any scorer: ``score_rows(rows)`` returns (len(rows), n_items)
-    scores on ``device``. A model whose score is not a dot product (NeuMF) passes a scorer that runs
-    the network on every (query, item) pair; dot products take the faster :func:`top_n`."""
-    device = device or pick_device()
-    k = min(k, n_items)
-    penalty = None
-    if allowed_items is not None:
-        penalty = torch.zeros(n_items, device=device)
-        penalty[torch.as_tensor(~np.asarray(allowed_items, dtype=bool), device=device)] = float("-inf")
-    block = max(1, min(len(rows), block_bytes // (4 * max(n_items, 1))))
-    for start in range(0, len(rows), block):
-        block_rows = rows[start:start + block]
-        scores = score_rows(block_rows)
-        if penalty is not None:
-            scores += penalty
-        if exclude is not None:
-            sub = exclude[block_rows]
-            r = np.repeat(np.arange(len(block_rows)), np.diff(sub.indptr))
-            scores[torch.as_tensor(r, device=device), torch.as_tensor(sub.indices, device=device)] = float("-inf")
-        if exclude_items is not None:
-            own = torch.as_tensor(exclude_items[start:start + block], device=device)
-            scores[torch.arange(len(block_rows), device=device), own] = float("-inf")
-        values, indices = torch.topk(scores, k, dim=1, sorted=True)
-        yield TopNBlock(start=start, queries=block_rows, items=indices.cpu().numpy(), scores=values.cpu().numpy())
-
-
-def flatten(block: TopNBlock, query_ids: np.ndarray, item_ids: np.ndarray) -> tuple[np.ndarray, ...]:
-    """A block as output rows (query id, rank from 1, item id, score), dropping missing candidates."""
-    valid = block.valid
-    ranks = np.broadcast_to(np.arange(1, block.items.shape[1] + 1, dtype=np.int16), block.items.shape)
-    queries = np.broadcast_to(query_ids[block.queries][:, None], block.items.shape)
-    return queries[valid], ranks[valid], item_ids[block.items[valid]], block.scores[valid]

@@ -1,0 +1,37 @@
+"""Every name the pipeline shares with the outside world, spelled once: model names, output tables,
+their Asset URIs and the Airflow Connection ids. Standard library only, so DAG files and the UI
+plugin import it at parse time."""
+
+from __future__ import annotations
+
+# Models trained each night, in the order the DAG wires them.
+MF = "mf"
+NEUMF = "neumf"
+TWO_TOWER = "two_tower"
+MODEL_NAMES = (MF, NEUMF, TWO_TOWER)
+# NCF's stand-alone parts (pretraining, benchmarks); never published by the nightly DAG.
+GMF = "gmf"
+MLP = "mlp"
+# Fallback models: cold and unknown users, and warm users when the two-tower did not pass its gate.
+POPULARITY = "popularity"
+FEATURE_POPULARITY = "feature_popularity"
+# The train task (and run folder part) that fits both fallback models.
+FALLBACKS = "fallbacks"
+
+# Output tables in schema rec, each with a `<name>_current` view of the run that serves.
+SIMILAR_VIDEOS = "similar_videos"
+USER_RECOMMENDATIONS = "user_recommendations"
+POPULAR_VIDEOS = "popular_videos"
+OUTPUT_TABLE_NAMES = (SIMILAR_VIDEOS, USER_RECOMMENDATIONS, POPULAR_VIDEOS)
+
+# Airflow Connection the DAGs read and write the recommendations database through.
+RECS_CONN_ID = "recs_db"
+
+
+def asset_name(table: str) -> str:
+    """The Airflow Asset name of an output table, as downstream DAGs schedule on it."""
+    return f"rec.{table}"
+
+
+def asset_uri(table: str) -> str:
+    return f"postgres://{RECS_CONN_ID}:5432/recs/rec/{table}"

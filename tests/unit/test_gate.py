@@ -1,0 +1,30 @@
+"""The quality gate's decision, apart from the database."""
+
+import math
+
+from rec_models.evaluation.gate import PublishedRun, quality_gate
+
+
+def test_the_first_run_of_a_model_publishes():
+    decision = quality_gate(0.01, None, tolerance=0.02)
+    assert decision.publish and decision.reason == "first run of this model"
+
+
+def test_within_the_tolerance_publishes_and_beyond_it_is_rejected_with_the_figures():
+    published = PublishedRun(model_run_id=7, ndcg=0.30)
+    assert quality_gate(0.29, published, tolerance=0.02).publish
+    assert quality_gate(0.28, published, tolerance=0.02).publish  # exactly at the tolerance
+    worse = quality_gate(0.2799, published, tolerance=0.02)
+    assert not worse.publish
+    assert "0.2799" in worse.reason and "published run 7 (0.3000)" in worse.reason and "0.02" in worse.reason
+
+
+def test_a_better_run_publishes_and_zero_tolerance_rejects_any_drop():
+    published = PublishedRun(model_run_id=3, ndcg=0.1)
+    assert quality_gate(0.2, published, tolerance=0.0).publish
+    assert not quality_gate(0.0999, published, tolerance=0.0).publish
+
+
+def test_nan_never_publishes():
+    assert not quality_gate(math.nan, None, tolerance=1.0).publish
+    assert not quality_gate(math.nan, PublishedRun(1, 0.1), tolerance=1.0).publish
