@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 # Rows per chunk file: bounds the memory of both the writer and the loader.
 CHUNK_ROWS = 1_000_000
+_USER_PART = "users_"
 
 
 class _ChunkWriter:
@@ -156,8 +157,8 @@ def items_part(folder: Path) -> Path:
 
 
 def user_part(folder: Path, shard: int) -> Path:
-    """Where one shard of a model's user lists goes inside its scores folder."""
-    return folder / f"users_{shard:04d}"
+    """Where one shard of a model's user lists goes inside its scores folder (users_0000, ...)."""
+    return folder / f"{_USER_PART}{shard:04d}"
 
 
 def output_parts(folder: Path) -> list[dict]:
@@ -167,7 +168,7 @@ def output_parts(folder: Path) -> list[dict]:
         raise FileNotFoundError(f"{folder} has no scored videos: run the score step first")
     parts = [{"dir": items.parent, **json.loads(items.read_text())}]
     shards = [{"dir": p.parent, **json.loads(p.read_text())}
-              for p in sorted(user_part(folder, 0).parent.glob("users_*/manifest.json"))]
+              for p in sorted(folder.glob(f"{_USER_PART}*/manifest.json"))]
     expected = {s["shards"] for s in shards}
     if len(expected) != 1 or sorted(s["shard"] for s in shards) != list(range(expected.pop())):
         raise FileNotFoundError(f"{folder}: user shards incomplete ({[(s['shard'], s['shards']) for s in shards]})")
