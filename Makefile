@@ -11,7 +11,7 @@ BENCH_STAMP := $(VENV)/.bench-$(shell cat requirements-bench.lock | sha1sum | cu
 
 TIERS := unit db dag ui quality
 
-.PHONY: install bench-install demo test $(addprefix test-,$(TIERS)) airflow stop report lock clean bench-ml100k bench-faults bench-topn bench-scale bench-io bench-neumf-cost
+.PHONY: compose-env install bench-install demo test $(addprefix test-,$(TIERS)) airflow stop report lock clean bench-ml100k bench-faults bench-topn bench-scale bench-io bench-neumf-cost bench-ui
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -74,9 +74,20 @@ bench-neumf-cost: $(STAMP)
 bench-io: $(BENCH_STAMP)
 	$(PY) -m bench.io
 
+## make bench-ui: the Recommendations view's pages over HTTP on a world of SIZE (kept for reruns); last line `ui: ...`
+bench-ui: $(STAMP)
+	$(PY) -m bench.ui --size $(SIZE)
+
 ## make bench-faults: bad input, injected faults and readers during publishes; prints one summary line
 bench-faults: $(STAMP)
 	$(PY) -m bench.faults
+
+## make compose-env: random secrets for docker-compose.yml into a git-ignored .env (an existing .env is kept)
+COMPOSE_SECRETS := POSTGRES_PASSWORD AIRFLOW_DB_PASSWORD RECS_DB_PASSWORD RECS_UI_DB_PASSWORD AIRFLOW_JWT_SECRET
+compose-env:
+	@if [ -f .env ]; then echo ".env exists: kept"; else \
+	  $(PYTHON) -c 'import secrets, sys; [print(k + "=" + secrets.token_urlsafe(64 if k.endswith("SECRET") else 24)) for k in sys.argv[1:]]' \
+	    $(COMPOSE_SECRETS) > .env && chmod 600 .env && echo "wrote .env: $(COMPOSE_SECRETS)"; fi
 
 ## make lock: re-pin every dependency from the current venv (after adding one to pyproject.toml)
 lock:

@@ -18,8 +18,11 @@ from urllib.parse import quote
 import psycopg
 
 from rec_models.config import PROJECT_ROOT
+from psycopg import sql
+
 from rec_models.db.connect import ensure_database, resolve_database_url, with_database
-from rec_models.names import RECS_CONN_ID
+from rec_models.db.migrate import apply_migrations
+from rec_models.names import RECS_CONN_ID, UI_CONN_ID
 
 VAR = PROJECT_ROOT / "var"
 AIRFLOW_HOME = VAR / "airflow"
@@ -47,6 +50,30 @@ def sqlalchemy_url(url: str) -> str:
         return f"postgresql+psycopg://{user}{password}@/{info['dbname']}?host={quote(host, safe='/')}"
     port = f":{info['port']}" if info.get("port") else ""
     return f"postgresql+psycopg://{user}{password}@{host}{port}/{info['dbname']}"
+
+
+# The Recommendations view's login: in role rec_ui (migration 005), never the pipeline's own.
+UI_LOGIN = "recs_ui"
+
+
+def ui_login_url(recs_url: str, home: Path = AIRFLOW_HOME) -> str:
+    """The view's read-only login on the pipeline's database, created (or its password renewed) here:
+    role rec_ui, a password generated once into the local Airflow home."""
+    apply_migrations(recs_url)  # rec_ui comes with the migrations
+    password_file = home / "ui_db_password"
+    if not password_file.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        password_file.write_text(secrets.token_urlsafe(24))
+        password_file.chmod(0o600)
+    password = password_file.read_text().strip()
+    with psycopg.connect(recs_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (UI_LOGIN,)).fetchone()
+        verb = "ALTER" if exists else "CREATE"
+        conn.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(UI_LOGIN), sql.Literal(password)))
+        conn.execute(sql.SQL("GRANT rec_ui TO {}").format(sql.Identifier(UI_LOGIN)))
+    info = psycopg.conninfo.conninfo_to_dict(recs_url)
+    info.update(user=UI_LOGIN, password=password)
+    return psycopg.conninfo.make_conninfo(**info)
 
 
 def airflow_env() -> dict[str, str]:
@@ -78,6 +105,11 @@ def airflow_env() -> dict[str, str]:
         "RECS_RUN_ROOT": env.get("RECS_RUN_ROOT", str(VAR / "runs")),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])),
     })
+    try:
+        env[f"AIRFLOW_CONN_{UI_CONN_ID.upper()}"] = airflow_uri(ui_login_url(recs_url))
+    except psycopg.errors.InsufficientPrivilege:  # DATABASE_URL's user may not create roles
+        print(f"could not create the view's login {UI_LOGIN} (needs CREATEROLE): the Recommendations view reads "
+              f"through {RECS_CONN_ID} and warns on every page", file=sys.stderr)
     return env
 
 

@@ -24,8 +24,10 @@ USER_RECOMMENDATIONS = "user_recommendations"
 POPULAR_VIDEOS = "popular_videos"
 OUTPUT_TABLE_NAMES = (SIMILAR_VIDEOS, USER_RECOMMENDATIONS, POPULAR_VIDEOS)
 
-# Airflow Connection the DAGs read and write the recommendations database through.
+# Airflow Connections: the DAGs read and write the recommendations database through the first; the
+# Recommendations view reads through the second (a login in the read-only role rec_ui).
 RECS_CONN_ID = "recs_db"
+UI_CONN_ID = "recs_db_ui"
 
 
 def asset_name(table: str) -> str:

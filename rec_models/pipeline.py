@@ -17,6 +17,7 @@ from rec_models.data.rules import SERVICE_START
 from rec_models.data.snapshot import extract_snapshot
 from rec_models.data.validate import drop_checked, validate_sources
 from rec_models.db.connect import connect
+from rec_models.db.health import record_run_health
 from rec_models.db.migrate import apply_migrations
 from rec_models.db.outputs import OUTPUT_TABLES
 from rec_models.db.publish import audit_output, drop_staging, point_serving, prune_published, stage_output, swap_in
@@ -28,8 +29,8 @@ from rec_models.models import FeaturePopularity, Popularity, build_model
 from rec_models.names import FALLBACKS, FEATURE_POPULARITY, MODEL_NAMES, POPULARITY, TWO_TOWER, USER_RECOMMENDATIONS
 from rec_models.report import run_summary
 from rec_models.run import Run
-from rec_models.scoring import (ServingModels, items_part, read_output_chunks, scored_groups, user_part,
-                                write_item_outputs, write_user_outputs)
+from rec_models.scoring import (ServingModels, catalogue_counts, items_part, read_output_chunks, scored_groups,
+                                user_part, write_item_outputs, write_user_outputs)
 from rec_models.threads import set_torch_threads
 
 log = logging.getLogger(__name__)
@@ -216,6 +217,9 @@ def publish(run: Run, model_name: str, evaluation: dict) -> dict:
             conn.rollback()
             drop_staging(conn, OUTPUT_TABLES, model_run_id)
             raise
+        started = time.perf_counter()
+        record_run_health(conn, model_run_id, **catalogue_counts(out_dir))  # before pruning: churn reads the previous run
+        timings["health_s"] = round(time.perf_counter() - started, 3)
         pruned = prune_published(conn, OUTPUT_TABLES, model_name, run.config.keep_published_runs,
                                  lock_timeout_ms=run.config.swap_lock_timeout_ms)
         conn.execute("UPDATE rec.model_runs SET timings = timings || %s::jsonb WHERE model_run_id = %s",

@@ -90,7 +90,9 @@ def write_item_outputs(data: Dataset, models: ServingModels, config: PipelineCon
     started = time.perf_counter()
     _, watched, _ = _serving_context(data, config)
     active = data.video_active
-    manifest: dict = {"files": {}, "groups": {}, "rows": {}}
+    # What the run's health is measured against (rec.run_health): users and videos of the run's window.
+    manifest: dict = {"files": {}, "groups": {}, "rows": {}, "known_users": int(data.n_users),
+                      "active_videos": int(active.sum())}
     similar = _ChunkWriter(folder, SIMILAR_VIDEOS)
     hot_candidates = active & _learned_items(models.hot, watched)
     for block in models.hot.similar_items(np.flatnonzero(active & watched), config.top_n, allowed_items=hot_candidates):
@@ -173,6 +175,12 @@ def output_parts(folder: Path) -> list[dict]:
     if len(expected) != 1 or sorted(s["shard"] for s in shards) != list(range(expected.pop())):
         raise FileNotFoundError(f"{folder}: user shards incomplete ({[(s['shard'], s['shards']) for s in shards]})")
     return parts + shards
+
+
+def catalogue_counts(folder: Path) -> dict[str, int]:
+    """Users and active videos of the run's window, as the score step saw them."""
+    manifest = json.loads((items_part(folder) / "manifest.json").read_text())
+    return {"known_users": manifest["known_users"], "active_videos": manifest["active_videos"]}
 
 
 def scored_groups(folder: Path) -> dict[str, int | None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from html import escape
 
 STYLE = """
@@ -21,16 +22,19 @@ th,td{border-bottom:1px solid #e1e4e8;padding:6px 8px;text-align:left;vertical-a
 form{margin:8px 0} input{padding:6px;font-size:14px;width:280px} button{padding:6px 12px}
 .kpis{display:flex;gap:12px;flex-wrap:wrap}.kpi{background:#fff;border:1px solid #e1e4e8;border-radius:8px;padding:10px 14px;min-width:170px}
 .kpi .v{font-size:22px;font-weight:600}.muted{color:#57606a}
+.warning{background:#fff1c2;border:1px solid #d4a72c;border-radius:6px;padding:8px 12px}
 """
 COLORS = ["#017cee", "#e8590c", "#2f9e44", "#9c36b5", "#c2255c"]
 
 
-def page(title: str, body: str, base: str) -> str:
+def page(title: str, body: str, base: str, warning: str | None = None) -> str:
+    """A whole page; ``warning`` (escaped) stands above the title on every page while it applies."""
     nav = "".join(f'<a href="{base}/{path}">{label}</a>' for path, label in
                   (("", "Model runs"), ("videos", "Similar videos"), ("users", "Users"), ("health", "Health")))
+    banner = f"<p class='warning' role='alert'>{escape(warning)}</p>" if warning else ""
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)} · Recommendations</title>"
             f"<style>{STYLE}</style></head><body><header><b>Recommendations</b>{nav}</header>"
-            f"<main><h1 style='font-size:20px'>{escape(title)}</h1>{body}</main></body></html>")
+            f"<main>{banner}<h1 style='font-size:20px'>{escape(title)}</h1>{body}</main></body></html>")
 
 
 def fmt(value, digits: int = 4) -> str:
@@ -53,32 +57,74 @@ def runs_table(runs: list[dict]) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def metric_chart(runs: list[dict], metric: str, width: int = 560, height: int = 200) -> str:
-    """One line per model: the holdout metric over the data interval ends."""
+def metric_chart(runs: list[dict], metric: str, label: str = "holdout", width: int = 620, height: int = 240) -> str:
+    """One line per model: ``metric`` over the data interval ends, with dated x ticks, value y ticks
+    from 0, each point's exact value on hover, and a ring around the run that serves now."""
     series: dict[str, list[tuple]] = {}
     for r in sorted(runs, key=lambda r: r["end"]):
         value = (r["metrics"] or {}).get(metric)
-        if isinstance(value, (int, float)):
-            series.setdefault(r["model"], []).append((r["end"], float(value)))
+        if isinstance(value, (int, float)) and value == value:
+            series.setdefault(r["model"], []).append((r["end"], float(value), bool(r.get("serving"))))
     if not series:
-        return "<p class='muted'>No runs yet.</p>"
-    ends = sorted({e for points in series.values() for e, _ in points})
-    top = max(v for points in series.values() for _, v in points) * 1.15 or 1.0
-    x = {e: 40 + (width - 60) * (i / max(1, len(ends) - 1)) for i, e in enumerate(ends)}
-    y = lambda v: height - 25 - (height - 45) * v / top  # noqa: E731
-    parts = [f"<svg width='{width}' height='{height}' role='img' aria-label='{escape(metric)} per model'>",
+        return f"<p class='muted'>No {escape(label)} {escape(metric)} yet.</p>"
+    left, right, top_pad, bottom = 52, 130, 28, 42  # plot margins: y labels, legend, title, x labels
+    plot_w, plot_h = width - left - right, height - top_pad - bottom
+    ends = sorted({e for points in series.values() for e, _, _ in points})
+    y_max = _nice_ceiling(max(v for points in series.values() for _, v, _ in points))
+    x = {e: left + plot_w * (i / max(1, len(ends) - 1)) if len(ends) > 1 else left + plot_w / 2
+         for i, e in enumerate(ends)}
+    y = lambda v: top_pad + plot_h * (1 - v / y_max)  # noqa: E731  (the scale starts at 0)
+    parts = [f"<svg width='{width}' height='{height}' role='img' aria-label='{escape(label)} {escape(metric)} per model'>",
              f"<rect x='0' y='0' width='{width}' height='{height}' fill='#fff' stroke='#e1e4e8'/>",
-             f"<text x='8' y='16' font-size='12' fill='#57606a'>{escape(metric)} (holdout)</text>",
-             f"<text x='4' y='{y(top / 1.15) + 4:.0f}' font-size='10' fill='#57606a'>{top / 1.15:.3f}</text>"]
+             f"<text x='8' y='17' font-size='12' fill='#57606a'>{escape(metric)} ({escape(label)})</text>"]
+    for v in _ticks(y_max):
+        parts += [f"<line x1='{left}' x2='{left + plot_w}' y1='{y(v):.1f}' y2='{y(v):.1f}' stroke='#eef1f4'/>",
+                  f"<text x='{left - 6}' y='{y(v) + 4:.1f}' font-size='10' fill='#57606a' text-anchor='end'>{v:g}</text>"]
+    step = max(1, -(-len(ends) // 6))  # at most ~6 dated x ticks
+    for e in ends[::step]:
+        parts += [f"<line x1='{x[e]:.1f}' x2='{x[e]:.1f}' y1='{top_pad + plot_h}' y2='{top_pad + plot_h + 4}' stroke='#57606a'/>",
+                  f"<text x='{x[e]:.1f}' y='{top_pad + plot_h + 16}' font-size='10' fill='#57606a' "
+                  f"text-anchor='middle'>{escape(_day(e))}</text>"]
+    parts += [f"<line x1='{left}' x2='{left}' y1='{top_pad}' y2='{top_pad + plot_h}' stroke='#57606a'/>",
+              f"<line x1='{left}' x2='{left + plot_w}' y1='{top_pad + plot_h}' y2='{top_pad + plot_h}' stroke='#57606a'/>",
+              f"<text x='{left + plot_w / 2:.0f}' y='{height - 6}' font-size='10' fill='#57606a' "
+              f"text-anchor='middle'>data interval end (UTC)</text>"]
     for i, (model, points) in enumerate(sorted(series.items())):
         color = COLORS[i % len(COLORS)]
-        coords = " ".join(f"{x[e]:.1f},{y(v):.1f}" for e, v in points)
+        coords = " ".join(f"{x[e]:.1f},{y(v):.1f}" for e, v, _ in points)
         parts.append(f"<polyline fill='none' stroke='{color}' stroke-width='2' points='{coords}'/>")
-        parts += [f"<circle cx='{x[e]:.1f}' cy='{y(v):.1f}' r='3' fill='{color}'><title>{escape(model)} "
-                  f"{escape(str(e))}: {v:.4f}</title></circle>" for e, v in points]
-        parts.append(f"<text x='{width - 150}' y='{18 + 14 * i}' font-size='12' fill='{color}'>■ {escape(model)}</text>")
-    parts.append("</svg>")
+        for e, v, serving in points:
+            ring = (f"<circle cx='{x[e]:.1f}' cy='{y(v):.1f}' r='7' fill='none' stroke='#1b1f24' stroke-width='2'/>"
+                    if serving else "")
+            parts.append(f"{ring}<circle cx='{x[e]:.1f}' cy='{y(v):.1f}' r='4' fill='{color}'><title>{escape(model)}, "
+                         f"data up to {escape(str(e))}: {escape(metric)} {v:.4f}{' (serving now)' if serving else ''}"
+                         f"</title></circle>")
+        parts.append(f"<text x='{left + plot_w + 12}' y='{top_pad + 10 + 16 * i}' font-size='12' fill='{color}'>"
+                     f"■ {escape(model)}</text>")
+    n = len(series)
+    parts.append(f"<circle cx='{left + plot_w + 17}' cy='{top_pad + 6 + 16 * n}' r='5' fill='none' stroke='#1b1f24' "
+                 f"stroke-width='2'/><text x='{left + plot_w + 27}' y='{top_pad + 10 + 16 * n}' font-size='12' "
+                 f"fill='#1b1f24'>serving now</text></svg>")
     return "".join(parts)
+
+
+def _nice_ceiling(value: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 times a power of ten at or above ``value`` (a readable axis top)."""
+    if value <= 0:
+        return 1.0
+    power = 10 ** math.floor(math.log10(value))
+    return next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= value)
+
+
+def _ticks(top: float) -> list[float]:
+    """0 to ``top`` in 4 to 6 round steps (1, 2, 2.5 or 5 times a power of ten)."""
+    power = 10 ** math.floor(math.log10(top / 5))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10, 20) if top / (m * power) <= 6)
+    return [round(i * step, 12) for i in range(int(round(top / step)) + 1)]
+
+
+def _day(moment) -> str:
+    return moment.strftime("%Y-%m-%d") if hasattr(moment, "strftime") else str(moment)[:10]
 
 
 def video_cards(items: list[tuple], base: str, link: str = "videos") -> str:

@@ -184,3 +184,24 @@ def test_sharded_scoring_equals_unsharded_row_for_row(published, tmp_path):
         after = conn.execute("SELECT user_id, rank, video_id, score, segment FROM rec.user_recommendations_current "
                              "ORDER BY user_id, rank").fetchall()
     assert after == before
+
+
+def test_each_published_run_has_its_health_computed_at_publish(published):
+    url, _, result = published
+    with psycopg.connect(url) as conn:
+        for name, outcome in result["published"].items():
+            run_id = outcome["model_run_id"]
+            users, videos, slots = conn.execute(
+                "SELECT count(DISTINCT user_id), count(DISTINCT video_id), count(*) FROM rec.user_recommendations "
+                "WHERE model_run_id = %s", (run_id,)).fetchone()
+            health = conn.execute("SELECT users_served, videos_listed, slots, known_users, active_videos, segments, "
+                                  "sample_users, previous_run_id, churn FROM rec.run_health WHERE model_run_id = %s",
+                                  (run_id,)).fetchone()
+            assert health is not None, name
+            served, listed, n_slots, known, active, segments, samples, previous, churn = health
+            assert (served, listed, n_slots) == (users, videos, slots), name
+            assert known >= served and active > 0 and sum(segments.values()) == served
+            assert set(samples) == set(segments) and previous is None and churn is None  # the first night
+            segment_of = dict(conn.execute("SELECT DISTINCT user_id, segment FROM rec.user_recommendations "
+                                           "WHERE model_run_id = %s", (run_id,)).fetchall())
+            assert all(segment_of[user] == segment for segment, user in samples.items())

@@ -85,3 +85,50 @@ def test_reader_reads_only_the_current_views(published):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(forbidden)
             conn.rollback()
+
+
+def test_the_view_role_reads_what_the_view_shows_and_nothing_it_must_not(published):
+    """rec_ui (the Recommendations view's role): the current views, run history and health, titles, and
+    domain histories only through rec.user_top_domains; no writes, no direct read of user_domain_visits."""
+    from rec_models.ui import queries
+
+    url, run = published
+    pipeline.run_all(run, ("mf",))
+    with psycopg.connect(url) as admin:
+        user_id, video_id = admin.execute("SELECT user_id, video_id FROM rec.user_recommendations_current "
+                                          "WHERE segment = 'hot' LIMIT 1").fetchone()
+        direct = admin.execute("SELECT domain, sum(visits), count(*) FROM user_domain_visits WHERE user_id = %s "
+                               "GROUP BY domain ORDER BY sum(visits) DESC, domain LIMIT 10", (user_id,)).fetchall()
+    with psycopg.connect(as_role(url, "rec_ui")) as conn:
+        assert queries.model_runs(conn) and queries.video(conn, video_id)
+        assert queries.user_recommendations(conn, user_id) and queries.similar_videos(conn, video_id)
+        health = queries.health(conn)
+        assert health["computed"] and health["users_served"] > 0 and queries.sample_users(conn)
+        assert [tuple(r) for r in queries.user_domains(conn, user_id)] == [tuple(r) for r in direct] and direct
+        conn.commit()
+        for forbidden in ("SELECT * FROM user_domain_visits LIMIT 1",
+                          "SELECT * FROM video_views LIMIT 1",
+                          "SELECT * FROM rec.rejected_rows",
+                          "SELECT * FROM rec.user_recommendations LIMIT 1",
+                          "UPDATE rec.serving SET model_run_id = 0",
+                          "INSERT INTO rec.run_health (model_run_id, known_users, active_videos, users_served, "
+                          "videos_listed, similar_for, slots, segments, sample_users) VALUES (0,0,0,0,0,0,0,'{}','{}')",
+                          "DELETE FROM videos",
+                          "CREATE TABLE rec.t (x int)"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(forbidden)
+            conn.rollback()
+    with psycopg.connect(as_role(url, "rec_reader")) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("SELECT * FROM rec.user_top_domains(%s)", (user_id,))  # downstream readers: no histories
+
+
+def test_the_local_stack_creates_the_view_login(published, tmp_path):
+    from rec_models.devstack import ui_login_url
+
+    url, _ = published
+    login = ui_login_url(url, home=tmp_path)
+    assert ui_login_url(url, home=tmp_path) == login  # idempotent: the same password next time
+    with psycopg.connect(login) as conn:
+        assert conn.execute("SELECT current_user, pg_has_role('rec_ui', 'member')").fetchone() == ("recs_ui", True)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT * FROM user_domain_visits LIMIT 1")

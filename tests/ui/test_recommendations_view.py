@@ -13,6 +13,7 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import psycopg
@@ -22,7 +23,7 @@ from rec_models import pipeline
 from rec_models.config import PipelineConfig
 from rec_models.data.seed import seed_world
 from rec_models.db.migrate import apply_migrations
-from rec_models.devstack import airflow_uri
+from rec_models.devstack import airflow_uri, ui_login_url
 from rec_models.run import Run
 from tests.conftest import END, ROOT
 from tests.ui.browser import Browser, chromium_path
@@ -49,11 +50,17 @@ def recs_db(database_factory, small_world, tmp_path_factory):
     return url
 
 
+# Two Airflow users: an admin, who may see browsing histories, and a viewer, who may not.
+USERS = {"admin": "admin", "analyst": "viewer"}
+
+
 @pytest.fixture(scope="module")
-def api_server(airflow_metadata, recs_db):
+def api_server(airflow_metadata, recs_db, tmp_path_factory):
     port = _free_port()
-    env = {**os.environ, "AIRFLOW_CONN_RECS_DB": airflow_uri(recs_db), "AIRFLOW__API__HOST": "127.0.0.1",
-           "AIRFLOW__API__PORT": str(port), "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+    env = {**os.environ, "AIRFLOW_CONN_RECS_DB": airflow_uri(recs_db),
+           "AIRFLOW_CONN_RECS_DB_UI": airflow_uri(ui_login_url(recs_db, home=tmp_path_factory.mktemp("ui-login"))),
+           "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(port),
+           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in USERS.items()),
            "PYTHONPATH": str(ROOT)}
     log = open(Path(env["AIRFLOW_HOME"]) / "api-server.log", "wb")
     proc = subprocess.Popen([str(Path(sys.executable).with_name("airflow")), "api-server", "--port", str(port)],
@@ -68,28 +75,32 @@ def api_server(airflow_metadata, recs_db):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"api-server did not start; see {log.name}")
             time.sleep(1)
-    passwords = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
-    password = json.loads(passwords.read_text())["admin"]
-    token = httpx.post(f"{base}/auth/token", json={"username": "admin", "password": password}).json()["access_token"]
-    yield base, token
+    passwords = json.loads((Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated").read_text())
+    tokens = {user: httpx.post(f"{base}/auth/token", json={"username": user, "password": passwords[user]}
+                               ).json()["access_token"] for user in USERS}
+    yield base, tokens["admin"], tokens
     proc.terminate()
     proc.wait(timeout=30)
 
 
-def get(api_server, path: str) -> str:
-    base, token = api_server
-    response = httpx.get(f"{base}/recommendations{path}", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+def fetch(api_server, path: str, user: str = "admin") -> httpx.Response:
+    base, _, tokens = api_server
+    return httpx.get(f"{base}/recommendations{path}", headers={"Authorization": f"Bearer {tokens[user]}"}, timeout=30)
+
+
+def get(api_server, path: str, user: str = "admin") -> str:
+    response = fetch(api_server, path, user)
     assert response.status_code == 200, response.text[:300]
     return response.text
 
 
 def test_anonymous_requests_are_refused(api_server):
-    base, _ = api_server
+    base, _, _ = api_server
     assert httpx.get(f"{base}/recommendations/", timeout=10).status_code == 401
 
 
 def test_plugin_is_in_the_nav(api_server):
-    base, token = api_server
+    base, token, _ = api_server
     plugins = httpx.get(f"{base}/api/v2/plugins", headers={"Authorization": f"Bearer {token}"}).json()["plugins"]
     views = [v for p in plugins if p["name"] == "recommendations" for v in p["external_views"]]
     assert views and views[0]["destination"] == "nav" and views[0]["url_route"] == "recommendations"
@@ -99,6 +110,10 @@ def test_model_runs_page(api_server, recs_db):
     body = get(api_server, "/")
     assert "Holdout quality per model" in body and "<svg" in body and "<polyline" in body
     assert "serving now" in body and "two_tower" in body and "mf" in body
+    # Charts with axes: dated x ticks, value ticks from 0, exact values on hover, the serving run ringed.
+    assert "data interval end (UTC)" in body and f">{(END - timedelta(days=1)):%Y-%m-%d}<" in body
+    assert "text-anchor='end'>0<" in body and ": ndcg@10 0." in body and "(serving now)</title>" in body
+    assert "is not set" not in body  # the view reads through its own connection: no warning
     with psycopg.connect(recs_db) as conn:
         ndcg = conn.execute("SELECT (metrics->>'ndcg@10')::float8 FROM rec.model_runs ORDER BY model_run_id LIMIT 1").fetchone()[0]
     assert f"{ndcg:.4f}" in body
@@ -128,6 +143,18 @@ def test_user_page(api_server, recs_db):
     assert "unknown: served the popular list" in get(api_server, "/users/999999999")
 
 
+def test_browsing_histories_are_shown_only_to_roles_granted_them(api_server, recs_db):
+    """Personal data: the viewer sees the user's recommendations and segment, not their domains."""
+    with psycopg.connect(recs_db) as conn:
+        user_id = conn.execute("SELECT user_id FROM rec.user_recommendations_current WHERE segment = 'hot' LIMIT 1").fetchone()[0]
+        domains = [r[0] for r in conn.execute("SELECT DISTINCT domain FROM user_domain_visits WHERE user_id = %s",
+                                              (user_id,))]
+    admin, viewer = get(api_server, f"/users/{user_id}", "admin"), get(api_server, f"/users/{user_id}", "analyst")
+    assert any(d in admin for d in domains)
+    assert "Browsing history is hidden" in viewer and not any(d in viewer for d in domains)
+    assert "Recommended videos" in viewer and "#1" in viewer and "hot" in viewer
+
+
 def test_health_page(api_server):
     page = get(api_server, "/health")
     for label in ("Users with a list", "Active videos recommended", "Churn vs previous run", "top 1% of videos"):
@@ -137,7 +164,7 @@ def test_health_page(api_server):
 
 @pytest.mark.skipif(chromium_path() is None, reason="Debian chromium is not installed")
 def test_screenshots_in_a_real_browser(api_server, recs_db):
-    base, token = api_server
+    base, token, tokens = api_server
     with psycopg.connect(recs_db) as conn:
         video_id = conn.execute("SELECT video_id FROM rec.similar_videos_current LIMIT 1").fetchone()[0]
         user_id = conn.execute("SELECT user_id FROM rec.user_recommendations_current LIMIT 1").fetchone()[0]
@@ -145,12 +172,60 @@ def test_screenshots_in_a_real_browser(api_server, recs_db):
     try:
         browser.set_cookie("_token", token, base)
         pages = {"model_runs": "/recommendations/", "similar_videos": f"/recommendations/videos/{video_id}",
-                 "user": f"/recommendations/users/{user_id}", "health": "/recommendations/health"}
+                 "user": f"/recommendations/users/{user_id}", "health": "/recommendations/health",
+                 "bad_input": "/recommendations/users/-1"}
         for name, path in pages.items():
             text = browser.screenshot(base + path, ARTIFACTS / f"{name}.png")
             assert "Recommendations" in text and "Unauthorized" not in text, (name, text[:200])
             assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000
+        browser.set_cookie("_token", tokens["analyst"], base)
+        text = browser.screenshot(base + f"/recommendations/users/{user_id}", ARTIFACTS / "user_as_viewer.png")
+        assert "Browsing history is hidden" in text
+        browser.set_cookie("_token", token, base)
         # The view inside Airflow's own UI: nav entry and iframe.
         browser.screenshot(f"{base}/plugin/recommendations", ARTIFACTS / "airflow_nav.png", settle_s=4.0)
     finally:
         browser.close()
+
+
+BAD_VALUES = ["-1", "0", "99999999999999999999999", "9223372036854775808", "abc", "1.5", "\u0661\u0662",
+              "x" * 10_000, "' OR 1=1 --", "<script>alert(1)</script>", "%_%", "1; DROP TABLE videos"]
+
+
+@pytest.mark.parametrize("route", ["/videos/{}", "/users/{}", "/videos?q={}", "/users?q={}"])
+def test_bad_input_gets_a_clear_4xx_page_on_every_route(api_server, route):
+    """Never a 500, a stack trace or a raw JSON error; nothing echoed unescaped. Ids out of range or not
+    whole numbers are refused with the rule; a search for any text is answered (wildcards literally)."""
+    for value in BAD_VALUES:
+        response = fetch(api_server, route.format(quote(value, safe="")))
+        body = response.text
+        assert response.status_code < 500, (route, value[:40], response.status_code)
+        assert response.headers["content-type"].startswith("text/html"), (route, value[:40], body[:200])
+        assert "Traceback" not in body and '{"detail"' not in body
+        assert "<script>alert(1)</script>" not in body
+        if route.startswith("/videos?q=") and len(value) <= 200:  # free text: searched, never an error
+            assert response.status_code == 200, (value, body[-300:])
+            if value in ("%_%", "<script>alert(1)</script>", "' OR 1=1 --"):
+                assert "No video matches" in body, value  # taken literally: no title contains it
+        else:
+            assert 400 <= response.status_code < 500, (route, value[:40], response.status_code)
+            # (a value with "/" in it splits the path: no such page, which also says what an id is)
+            assert "whole number from 1 to 9223372036854775807" in body or "should have at most" in body, \
+                (route, value[:40], body[-400:])
+    missing = fetch(api_server, "/no-such-page")
+    assert missing.status_code == 404 and "No such page: /recommendations/no-such-page" in missing.text
+
+
+def test_a_missing_view_connection_falls_back_with_a_warning(monkeypatch, recs_db):
+    """Without recs_db_ui the view reads through recs_db and says so on every page."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("recommendations_view", ROOT / "plugins" / "recommendations_view.py")
+    plugin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plugin)
+    monkeypatch.setenv("AIRFLOW_CONN_RECS_DB", airflow_uri(recs_db))
+    monkeypatch.delenv("AIRFLOW_CONN_RECS_DB_UI", raising=False)
+    fallback = plugin._database()
+    assert "recs_db_ui is not set" in fallback.warning and "recs_db" in fallback.warning
+    monkeypatch.setenv("AIRFLOW_CONN_RECS_DB_UI", airflow_uri(recs_db))
+    assert plugin._database().warning is None
