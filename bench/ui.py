@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import statistics
 import subprocess
@@ -39,7 +38,7 @@ from rec_models.data.seed import seed_world
 from rec_models.data.synthetic import default_end, generate_world
 from rec_models.db.connect import resolve_database_url
 from rec_models.db.migrate import apply_migrations
-from rec_models.devstack import airflow_uri, ui_login_url
+from rec_models.devstack import airflow_uri, login_token, start_api_server, ui_login_url
 from rec_models.names import MF
 from rec_models.run import Run
 
@@ -106,32 +105,20 @@ def explain(ui_url: str, paths: dict[str, str]) -> None:
             print(f"  plan {name:<15} {plan['Plan']['Node Type']:<22} {plan['Execution Time']:9.2f} ms", flush=True)
 
 
-def start_api_server(url: str, home: Path) -> tuple[subprocess.Popen, str, str]:
-    airflow = str(Path(sys.executable).with_name("airflow"))
+def start_view(url: str, home: Path) -> tuple[subprocess.Popen, str, str]:
+    """Airflow's api-server with the plugin, reading through the view's own role; an admin's token."""
     port = 8795
     env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
            "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
-           "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"), "AIRFLOW__API__HOST": "127.0.0.1",
-           "AIRFLOW__API__PORT": str(port), "AIRFLOW__API_AUTH__JWT_SECRET": os.urandom(48).hex(),
+           "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+           "AIRFLOW__API_AUTH__JWT_SECRET": os.urandom(48).hex(),
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin", "AIRFLOW_CONN_RECS_DB": airflow_uri(url),
            "AIRFLOW_CONN_RECS_DB_UI": airflow_uri(ui_login_url(url, home=home)), "PYTHONPATH": str(PROJECT_ROOT)}
-    subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    log = open(home / "api-server.log", "wb")
-    proc = subprocess.Popen([airflow, "api-server", "--port", str(port)], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    subprocess.run([str(Path(sys.executable).with_name("airflow")), "db", "migrate"], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_api_server(env, port, home / "api-server.log")
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            httpx.get(f"{base}/api/v2/version", timeout=2)
-            break
-        except httpx.HTTPError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the api-server did not start; see {log.name}")
-            time.sleep(1)
-    password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
-    token = httpx.post(f"{base}/auth/token", json={"username": "admin", "password": password}).json()["access_token"]
-    return proc, base, token
+    return proc, base, login_token(base, home, "admin")
 
 
 def screenshots(base: str, token: str, paths: dict[str, str], size: str) -> None:
@@ -162,7 +149,7 @@ def main() -> None:
     paths = page_paths(url)
     with tempfile.TemporaryDirectory(prefix="recs-bench-ui-") as folder:
         home = Path(folder)
-        proc, base, token = start_api_server(url, home)
+        proc, base, token = start_view(url, home)
         try:
             explain(ui_login_url(url, home=home), paths)
             timings = {}

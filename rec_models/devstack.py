@@ -145,6 +145,27 @@ def start_airflow() -> None:
     print(f"logs: {logs}; stop everything with: make stop")
 
 
+def start_api_server(env: dict[str, str], port: int, log_path: Path, timeout: float = 180) -> subprocess.Popen:
+    """An api-server of its own (tests, benchmarks) on 127.0.0.1:``port``, answering when this returns."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([str(Path(sys.executable).with_name("airflow")), "api-server", "--port", str(port)],
+                                env={**env, "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(port)},
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    if not _wait_http(f"http://127.0.0.1:{port}/api/v2/version", timeout, alive=lambda: proc.poll() is None):
+        proc.terminate()
+        raise RuntimeError(f"the api-server did not answer within {timeout:.0f} s; see {log_path}")
+    return proc
+
+
+def login_token(base: str, airflow_home: Path, username: str) -> str:
+    """A bearer token for a SimpleAuthManager user, with the password Airflow generated for them."""
+    passwords = json.loads((airflow_home / "simple_auth_manager_passwords.json.generated").read_text())
+    request = urllib.request.Request(f"{base}/auth/token", method="POST", headers={"Content-Type": "application/json"},
+                                     data=json.dumps({"username": username, "password": passwords[username]}).encode())
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())["access_token"]
+
+
 def admin_password() -> str:
     generated = AIRFLOW_HOME / "simple_auth_manager_passwords.json.generated"
     if generated.exists():
@@ -187,9 +208,10 @@ def _group_alive(pgid: int) -> bool:
         return False
 
 
-def _wait_http(url: str, timeout: float) -> bool:
+def _wait_http(url: str, timeout: float, alive=lambda: True) -> bool:
+    """Whether ``url`` answers within ``timeout`` seconds (giving up early once ``alive()`` is false)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and alive():
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return True

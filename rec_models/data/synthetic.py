@@ -13,8 +13,6 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
-from rec_models.data.rules import SERVICE_START
-
 TOPIC_WORDS: dict[str, list[str]] = {
     "cooking": ["recipe", "pasta", "bake", "kitchen", "chef", "spicy", "dessert", "grill", "vegan", "soup"],
     "football": ["goal", "league", "match", "striker", "derby", "keeper", "transfer", "penalty", "coach", "cup"],

@@ -3,8 +3,6 @@ transaction does not stall the others behind the swap (lock_timeout + retry)."""
 
 import dataclasses
 
-import pytest
-
 from bench.faults import readers_check
 from rec_models.config import PipelineConfig
 from rec_models.data.synthetic import WorldSpec, generate_world

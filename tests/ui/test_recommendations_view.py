@@ -5,12 +5,8 @@ Chromium saved under test-artifacts/ui/."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import socket
-import subprocess
-import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -23,7 +19,7 @@ from rec_models import pipeline
 from rec_models.config import PipelineConfig
 from rec_models.data.seed import seed_world
 from rec_models.db.migrate import apply_migrations
-from rec_models.devstack import airflow_uri, ui_login_url
+from rec_models.devstack import airflow_uri, login_token, start_api_server, ui_login_url
 from rec_models.run import Run
 from tests.conftest import END, ROOT
 from tests.ui.browser import Browser, chromium_path
@@ -59,25 +55,12 @@ def api_server(airflow_metadata, recs_db, tmp_path_factory):
     port = _free_port()
     env = {**os.environ, "AIRFLOW_CONN_RECS_DB": airflow_uri(recs_db),
            "AIRFLOW_CONN_RECS_DB_UI": airflow_uri(ui_login_url(recs_db, home=tmp_path_factory.mktemp("ui-login"))),
-           "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(port),
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in USERS.items()),
            "PYTHONPATH": str(ROOT)}
-    log = open(Path(env["AIRFLOW_HOME"]) / "api-server.log", "wb")
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("airflow")), "api-server", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    home = Path(env["AIRFLOW_HOME"])
+    proc = start_api_server(env, port, home / "api-server.log")
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            httpx.get(f"{base}/api/v2/version", timeout=2)
-            break
-        except httpx.HTTPError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"api-server did not start; see {log.name}")
-            time.sleep(1)
-    passwords = json.loads((Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated").read_text())
-    tokens = {user: httpx.post(f"{base}/auth/token", json={"username": user, "password": passwords[user]}
-                               ).json()["access_token"] for user in USERS}
+    tokens = {user: login_token(base, home, user) for user in USERS}
     yield base, tokens["admin"], tokens
     proc.terminate()
     proc.wait(timeout=30)
