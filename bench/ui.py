@@ -38,7 +38,7 @@ from rec_models.data.seed import seed_world
 from rec_models.data.synthetic import default_end, generate_world
 from rec_models.db.connect import resolve_database_url
 from rec_models.db.migrate import apply_migrations
-from rec_models.devstack import airflow_uri, login_token, start_api_server, ui_login_url
+from rec_models.devstack import airflow_uri, free_port, login_token, start_api_server, ui_login_url
 from rec_models.names import MF
 from rec_models.run import Run
 
@@ -107,7 +107,7 @@ def explain(ui_url: str, paths: dict[str, str]) -> None:
 
 def start_view(url: str, home: Path) -> tuple[subprocess.Popen, str, str]:
     """Airflow's api-server with the plugin, reading through the view's own role; an admin's token."""
-    port = 8795
+    port = free_port()
     env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
            "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),

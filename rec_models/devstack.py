@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -143,6 +144,13 @@ def start_airflow() -> None:
         sys.exit(1)
     print(f"Airflow UI: {url}  (login: admin / {admin_password()})")
     print(f"logs: {logs}; stop everything with: make stop")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on now (for a server of a test or a benchmark)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def start_api_server(env: dict[str, str], port: int, log_path: Path, timeout: float = 180) -> subprocess.Popen:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -14,6 +13,8 @@ import urllib.request
 from pathlib import Path
 
 from websockets.sync.client import connect
+
+from rec_models.devstack import free_port
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--disable-quic"]
@@ -23,15 +24,9 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Browser:
     def __init__(self, width: int = 1280, height: int = 900):
-        port = _free_port()
+        port = free_port()
         self.profile = tempfile.mkdtemp(prefix="recs-chromium-")
         self.proc = subprocess.Popen(
             [chromium_path(), *FLAGS, f"--remote-debugging-port={port}", f"--user-data-dir={self.profile}",

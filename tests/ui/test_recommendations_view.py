@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -19,18 +18,12 @@ from rec_models import pipeline
 from rec_models.config import PipelineConfig
 from rec_models.data.seed import seed_world
 from rec_models.db.migrate import apply_migrations
-from rec_models.devstack import airflow_uri, login_token, start_api_server, ui_login_url
+from rec_models.devstack import airflow_uri, free_port, login_token, start_api_server, ui_login_url
 from rec_models.run import Run
 from tests.conftest import END, ROOT
 from tests.ui.browser import Browser, chromium_path
 
 ARTIFACTS = ROOT / "test-artifacts" / "ui"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +45,7 @@ USERS = {"admin": "admin", "analyst": "viewer"}
 
 @pytest.fixture(scope="module")
 def api_server(airflow_metadata, recs_db, tmp_path_factory):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "AIRFLOW_CONN_RECS_DB": airflow_uri(recs_db),
            "AIRFLOW_CONN_RECS_DB_UI": airflow_uri(ui_login_url(recs_db, home=tmp_path_factory.mktemp("ui-login"))),
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in USERS.items()),
