@@ -11,7 +11,7 @@ BENCH_STAMP := $(VENV)/.bench-$(shell cat requirements-bench.lock | sha1sum | cu
 
 TIERS := unit db dag ui quality
 
-.PHONY: compose-env install bench-install demo test $(addprefix test-,$(TIERS)) airflow stop report lock clean bench-ml100k bench-faults bench-topn bench-scale bench-io bench-neumf-cost bench-ui
+.PHONY: compose-env install bench-install demo test $(addprefix test-,$(TIERS)) airflow stop report lock clean bench-ml100k bench-faults bench-topn bench-scale bench-io bench-neumf-cost bench-ui bench-domains
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -73,6 +73,11 @@ bench-neumf-cost: $(STAMP)
 ## make bench-io: extract and publish I/O vs ADBC, psycopg2 + pyarrow, psycopg 3, pandas; the swap
 bench-io: $(BENCH_STAMP)
 	$(PY) -m bench.io
+
+## make bench-domains: domain-only users vs the same users with views vs domain popularity, clean and noisy worlds (SIZE=S)
+LEVELS ?= clean,noisy
+bench-domains: $(STAMP)
+	$(PY) -m bench.domains --size $(if $(filter command line environment,$(origin SIZE)),$(SIZE),S) --levels $(LEVELS)
 
 ## make bench-ui: the Recommendations view's pages over HTTP on a world of SIZE (kept for reruns); last line `ui: ...`
 bench-ui: $(STAMP)

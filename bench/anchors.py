@@ -1,5 +1,6 @@
-"""The libraries people would otherwise pick, behind the project's Recommender API so every
-protocol treats them exactly like our models. Bench-only dependencies: implicit, lightfm."""
+"""The libraries people would otherwise pick, and EASE (what a reviewer runs first), behind the
+project's Recommender API so every protocol treats them exactly like our models. Bench-only
+dependencies: implicit, lightfm; EASE is numpy."""
 
 from __future__ import annotations
 
@@ -117,3 +118,36 @@ class LightFMWarp(_Factors):
 def _row_normalise(m: sparse.csr_matrix) -> sparse.csr_matrix:
     sums = np.asarray(m.sum(axis=1)).ravel()
     return (sparse.diags(np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)) @ m).tocsr()
+
+
+class EASE(_Factors):
+    """EASE^R (Steck, WWW 2019): the closed-form item-item model B = I - P / diag(P), P = (X'X + λI)^-1,
+    with B's diagonal zero. Score = history row . B; with ``half_life`` > 0 the history row weighs each
+    view 0.5 ** (its rank from the user's latest view / half_life) at scoring time (the Gram matrix stays
+    binary). A dense items x items inverse: an anchor for catalogues of thousands, not a product model."""
+
+    name = "ease"
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        if params.get("half_life"):
+            self.name = "ease_recency"
+        self.history = sparse.csr_matrix((0, 0), dtype=np.float32)
+
+    def fit(self, data: Dataset, *, before=None, validation=None, epochs=None) -> FitReport:
+        binary = data.interactions(before).astype(np.float64)
+        gram = (binary.T @ binary).toarray()
+        gram[np.diag_indices_from(gram)] += self.params["l2"]
+        inverse = np.linalg.inv(gram)
+        weights = -inverse / np.diag(inverse)[None, :]
+        weights[np.diag_indices_from(weights)] = 0.0
+        half_life = self.params.get("half_life") or 0
+        self.history = (data.recency_weighted(before, half_life) if half_life else binary).astype(np.float32).tocsr()
+        self.item_f = np.ascontiguousarray(weights.T, dtype=np.float32)  # score(u, j) = history_u . B[:, j]
+        return FitReport(epochs=1)
+
+    def user_vectors(self, data: Dataset, users: np.ndarray) -> np.ndarray:
+        return self.history[users].toarray()
+
+    def similarity_vectors(self) -> np.ndarray:
+        return unit_rows(self.item_f)

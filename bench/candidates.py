@@ -24,13 +24,17 @@ class Candidate:
     cold_grid: list[dict] = field(default_factory=lambda: [{}])
 
 
+# EASE's ridge strengths (Steck 2019 tunes λ over a similar log-spaced range).
+EASE_L2 = [50.0, 100.0, 200.0, 400.0, 800.0, 1600.0]
+
+
 def _grid(**axes) -> list[dict]:
     keys = list(axes)
     return [dict(zip(keys, values)) for values in itertools.product(*(axes[k] for k in keys))]
 
 
 def candidates(quick: bool = False) -> list[Candidate]:
-    from bench.anchors import ImplicitALS, ImplicitBPR, LightFMWarp
+    from bench.anchors import EASE, ImplicitALS, ImplicitBPR, LightFMWarp
 
     pick = (lambda g: g[:1]) if quick else (lambda g: g)
     return [
@@ -44,15 +48,18 @@ def candidates(quick: bool = False) -> list[Candidate]:
         Candidate("lightfm_warp", False, lambda p: LightFMWarp(**p), pick(_grid(components=[32, 64], epochs=[20, 40]))),
         Candidate("lightfm_hybrid", False, lambda p: LightFMWarp(hybrid=True, **p),
                   pick(_grid(components=[32, 64], epochs=[20, 40])), protocols=("A", "AT", "B", "C")),
+        Candidate("ease", False, lambda p: EASE(**p), pick(_grid(l2=EASE_L2, half_life=[0]))),
+        Candidate("ease_recency", False, lambda p: EASE(**p), pick(_grid(l2=EASE_L2, half_life=[5, 10, 20, 40, 0]))),
         Candidate("mf", True, lambda p: MatrixFactorization(MFConfig(**p)),
                   pick(_grid(dim=[64, 128], l2=[1e-2, 3e-2], learning_rate=[0.01]))),
         Candidate("gmf", True, lambda p: GMF(NeuMFConfig(**p)), pick(_grid(dim=[32, 64], l2=[1e-2]))),
         Candidate("neumf", True, lambda p: NCF(NeuMFConfig(**p)), pick(_grid(dim=[16, 32], l2=[1e-2]))),
         Candidate("two_tower", True, lambda p: TwoTower(TwoTowerConfig(**{"patience": 15, **p})),
-                  pick(_grid(dim=[64, 256], l2=[1.0, 3.0], batch_size=[32], learning_rate=[0.001],
-                             history_half_life=[10.0, 0.0])),
+                  pick(_grid(dim=[256], l2=[1.0, 3.0], batch_size=[32], learning_rate=[0.001],
+                             history_half_life=[10.0, 5.0, 20.0], future_share=[0.5, 0.0])),
                   protocols=("A", "AT", "B", "C"),
                   # B serves users from demographics alone: also tune how often training hides histories,
-                  # and the weight penalty (the feature tower alone is the model there).
-                  cold_grid=_grid(domains_only_share=[0.1, 0.3, 0.5], l2=[1.0, 3.0])),
+                  # the weight penalty and whether some users learn to predict the future from the past
+                  # (the feature tower alone is the model there).
+                  cold_grid=_grid(domains_only_share=[0.3, 0.5], l2=[1.0, 3.0], future_share=[0.5, 0.0])),
     ]

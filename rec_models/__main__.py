@@ -65,7 +65,7 @@ def cmd_seed_demo(args) -> None:
     url = resolve_database_url()
     apply_migrations(url)
     spec = WorldSpec(n_users=args.users, n_videos=args.videos, n_views=args.views,
-                     n_domain_visits=args.domain_visits, seed=args.seed)
+                     n_domain_visits=args.domain_visits, seed=args.seed).at_noise(args.noise)
     world = generate_world(spec, _parse_end(args.end))
     with connect(url) as conn:
         loaded = seed_world(conn, world, replace_foreign=args.replace)
@@ -184,6 +184,8 @@ def cmd_stop(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from rec_models.data.synthetic import NOISE_LEVELS
+
     parser = argparse.ArgumentParser(prog="python -m rec_models", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -196,6 +198,8 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--views", type=int, default=60_000)
         p.add_argument("--domain-visits", type=int, default=90_000)
         p.add_argument("--seed", type=int, default=7)
+        p.add_argument("--noise", choices=list(NOISE_LEVELS), default="clean",
+                       help="noise level: clean, or noisy (hub domains, overlapping words, wrong tags, drift)")
         p.add_argument("--end", help="data interval end (ISO 8601, UTC if no zone); default: the latest 02:00 UTC")
         p.add_argument("--replace", action="store_true", help="overwrite source tables not written by the seeder")
 

@@ -93,9 +93,9 @@ def small_world():
 def small_dataset(small_world):
     """The small world as a Dataset, built without a database (unit tests)."""
     from rec_models.data.dataset import Dataset
-    from tests.helpers import snapshot_from_world
+    from rec_models.data.synthetic import snapshot_of
 
-    return Dataset.from_snapshot(snapshot_from_world(small_world))
+    return Dataset.from_snapshot(snapshot_of(small_world))
 
 
 @pytest.fixture(scope="session")

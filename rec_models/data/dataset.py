@@ -164,6 +164,23 @@ class Dataset:
         matrix.sum_duplicates()
         return matrix
 
+    def ordered_views(self, before: float | None = None) -> sparse.csr_matrix:
+        """Binary user x video of views strictly before ``before``, each row's videos in the order the
+        user last watched them, oldest first (ties in time: the smaller video id first). Its column
+        indices are deliberately unsorted: read them through ``indptr`` and ``indices`` only."""
+        keep = slice(None) if before is None else self.viewed_at < before
+        users, videos, times = self.view_user[keep], self.view_video[keep], self.viewed_at[keep]
+        order = np.lexsort((videos, times, users))
+        users, videos = users[order], videos[order]
+        # A rewatch keeps the video once, at its latest view.
+        pair = users.astype(np.int64) * self.n_videos + videos
+        _, last_from_end = np.unique(pair[::-1], return_index=True)
+        latest = np.sort(len(pair) - 1 - last_from_end)
+        users, videos = users[latest], videos[latest]
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(users, minlength=self.n_users))])
+        return sparse.csr_matrix((np.ones(len(videos), dtype=np.float32), videos.astype(np.int32), indptr),
+                                 shape=(self.n_users, self.n_videos))
+
     def split(self, boundary: float) -> Split:
         """Train on views before ``boundary``; test on pairs first seen from it on (repeats excluded)."""
         train = self.interactions(boundary)

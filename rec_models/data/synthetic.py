@@ -4,14 +4,20 @@ Topics drive everything: domains and videos belong to topics (plus a few domains
 titles and tags come from topic vocabularies, users have topic preferences that drive both the
 domains they visit and the videos they watch, popularity is long-tailed, and some users have
 domains but no views. Fully vectorised, so the same code seeds the 20M-view scale world.
+
+The default world is clean (each domain and word belongs to one topic, tags are right, tastes stay
+put); ``NOISE_LEVELS["noisy"]`` adds what real browsing has: hub domains shared by several topics,
+vocabularies that overlap between neighbouring topics, wrong tags and users whose interests drift.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
+
+from rec_models.data.snapshot import Snapshot
 
 TOPIC_WORDS: dict[str, list[str]] = {
     "cooking": ["recipe", "pasta", "bake", "kitchen", "chef", "spicy", "dessert", "grill", "vegan", "soup"],
@@ -45,6 +51,18 @@ class WorldSpec:
     domain_only_share: float = 0.1
     # Share of views and visits that ignore the user's topics (noise).
     noise_share: float = 0.1
+    # Hub domains (portals), each shared by ``hub_topics`` neighbouring topics, and the share of
+    # topical visits that land on a hub of the visit's topic instead of a topic's own domain.
+    hub_domains: int = 0
+    hub_topics: int = 3
+    hub_visit_share: float = 0.0
+    # Share of a video's words (title, description, tags) drawn from a neighbouring topic.
+    neighbour_word_share: float = 0.0
+    # Share of tags replaced by a word of another, random topic.
+    wrong_tag_share: float = 0.0
+    # Share of users whose preferences change halfway through the window (views and visits after the
+    # midpoint follow their new topics).
+    drift_share: float = 0.0
     seed: int = 7
 
     def __post_init__(self) -> None:
@@ -55,6 +73,30 @@ class WorldSpec:
                 raise ValueError(f"{name} must be >= 1")
         if self.n_videos < self.n_topics:
             raise ValueError("n_videos must be >= n_topics")
+        for name in ("noise_share", "hub_visit_share", "neighbour_word_share", "wrong_tag_share", "drift_share",
+                     "domain_only_share"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be between 0 and 1")
+        if self.hub_visit_share and not self.hub_domains:
+            raise ValueError("hub_visit_share needs hub_domains >= 1")
+        if not 1 <= self.hub_topics <= self.n_topics:
+            raise ValueError(f"hub_topics must be between 1 and n_topics ({self.n_topics})")
+
+    def at_noise(self, level: str) -> "WorldSpec":
+        """This world at a named noise level (``NOISE_LEVELS``)."""
+        if level not in NOISE_LEVELS:
+            raise ValueError(f"unknown noise level {level!r}: expected one of {', '.join(NOISE_LEVELS)}")
+        return replace(self, **NOISE_LEVELS[level])
+
+
+# Named noise levels. "noisy": over a third of topical visits on hubs shared by three topics, half of
+# each video's words from a neighbouring topic, a fifth of tags wrong, a quarter of users drifting.
+NOISE_LEVELS: dict[str, dict] = {
+    "clean": {"hub_domains": 0, "hub_visit_share": 0.0, "neighbour_word_share": 0.0, "wrong_tag_share": 0.0,
+              "drift_share": 0.0},
+    "noisy": {"hub_domains": 8, "hub_topics": 3, "hub_visit_share": 0.35, "neighbour_word_share": 0.5,
+              "wrong_tag_share": 0.2, "drift_share": 0.25},
+}
 
 
 @dataclass
@@ -79,7 +121,7 @@ class World:
     watch_seconds: np.ndarray
     # domain visits
     domain_names: list[str]
-    domain_topic: np.ndarray  # -1 for global domains
+    domain_topic: np.ndarray  # -1 for global domains, -2 for hubs shared by several topics
     visit_user: np.ndarray
     visit_domain: np.ndarray  # index into domain_names
     visit_date: np.ndarray  # days since epoch
@@ -109,7 +151,7 @@ def generate_world(spec: WorldSpec, end: datetime) -> World:
     popularity = rng.permutation(spec.n_videos).astype(np.float64)
     popularity = (popularity + 1.0) ** -0.9  # Zipf-like weights, order unrelated to topic
     video_id = np.arange(1, spec.n_videos + 1, dtype=np.int64) * 7 + 100
-    title, description, tags = _video_texts(rng, topics, video_topic)
+    title, description, tags = _video_texts(rng, topics, video_topic, spec)
     end_s = int(end.timestamp())
     published_at = end_s - rng.integers(spec.days * 86400, 3 * spec.days * 86400, spec.n_videos)
     is_active = rng.random(spec.n_videos) > 0.03
@@ -123,6 +165,13 @@ def generate_world(spec: WorldSpec, end: datetime) -> World:
     view_v[noise] = _sample(rng, popularity, int(noise.sum()))
     viewed_at = end_s - rng.integers(1, spec.days * 86400, spec.n_views)
     watch = np.minimum(rng.lognormal(5.0, 1.0, spec.n_views), 4 * 3600).astype(np.int32) + 1
+    # Extra draws only when a noise setting is on, so the clean world stays the same world.
+    drifting = rng.random(spec.n_users) < spec.drift_share if spec.drift_share else np.zeros(spec.n_users, bool)
+    new_pref = rng.dirichlet(np.full(T, 0.3), size=spec.n_users) if spec.drift_share else pref
+    midpoint = end_s - spec.days * 86400 // 2
+    late = np.flatnonzero(drifting[view_u] & (viewed_at >= midpoint) & ~noise)
+    if len(late):
+        view_v[late] = _sample_within_groups(rng, video_topic, popularity, _sample_rows(rng, new_pref[view_u[late]]), T)
 
     # Domains: per topic plus global ones; visits follow the same preferences as views.
     domain_names, domain_topic = _domains(rng, topics, spec.domains_per_topic)
@@ -138,6 +187,13 @@ def generate_world(spec: WorldSpec, end: datetime) -> World:
     vis_d[to_global] = rng.choice(global_idx, int(to_global.sum()))
     end_day = end_s // 86400
     vis_day = end_day - rng.integers(1, spec.days + 1, n_raw)
+    late = np.flatnonzero(drifting[vis_u] & (vis_day >= midpoint // 86400) & ~to_global)
+    if len(late):
+        vis_t[late] = _sample_rows(rng, new_pref[vis_u[late]])
+        vis_d[late] = topical[_sample_within_groups(rng, domain_topic[topical], domain_weight[topical], vis_t[late], T)]
+    if spec.hub_domains:
+        domain_names, domain_topic, vis_d = _move_to_hubs(rng, spec, domain_names, domain_topic, vis_d, vis_t,
+                                                          ~to_global)
     key = (vis_u.astype(np.int64) * len(domain_names) + vis_d) * 100_000 + vis_day
     _, first = np.unique(key, return_index=True)
     first = np.sort(first)[: spec.n_domain_visits]
@@ -151,6 +207,26 @@ def generate_world(spec: WorldSpec, end: datetime) -> World:
         domain_names=domain_names, domain_topic=domain_topic,
         visit_user=user_id[vis_u[first]], visit_domain=vis_d[first], visit_date=vis_day[first], visits=visits,
         user_id=user_id, user_topic_pref=pref, domain_only_user=domain_only,
+    )
+
+
+def snapshot_of(world: World) -> Snapshot:
+    """What the extract would read from a seeded database, minus the database."""
+    visible = world.viewed_at < world.end.timestamp()
+    used = np.unique(world.visit_domain)
+    remap = np.full(len(world.domain_names), -1)
+    order = np.argsort([world.domain_names[i] for i in used])
+    used = used[order]
+    remap[used] = np.arange(len(used))
+    return Snapshot(
+        view_user=world.view_user[visible], view_video=world.view_video[visible],
+        viewed_at=world.viewed_at[visible], watch_seconds=world.watch_seconds[visible],
+        video_id=world.video_id, is_active=world.is_active, published_at=world.published_at,
+        video_text={int(v): {"title": t, "description": d, "tags": g}
+                    for v, t, d, g in zip(world.video_id, world.title, world.description, world.tags)},
+        visit_user=world.visit_user, visit_domain=remap[world.visit_domain].astype(np.int32),
+        visit_date=world.visit_date.astype(np.int32), visits=world.visits,
+        domains=[world.domain_names[i] for i in used], end=world.end.timestamp(),
     )
 
 
@@ -178,16 +254,46 @@ def _sample_within_groups(rng, group_of: np.ndarray, weights: np.ndarray, groups
     return out
 
 
-def _video_texts(rng, topics, video_topic):
+def _video_texts(rng, topics, video_topic, spec: WorldSpec):
     titles, descriptions, tags = [], [], []
     for i, t in enumerate(video_topic):
         words = TOPIC_WORDS[topics[t]]
         picks = rng.choice(len(words), 3, replace=False)
+        chosen = [words[k] for k in picks]
+        if spec.neighbour_word_share:
+            # Neighbouring topics (t - 1 and t + 1) share vocabulary, as cooking and travel do.
+            borrowed = rng.random(3) < spec.neighbour_word_share
+            neighbours = (t + rng.choice([-1, 1], 3)) % len(topics)
+            chosen = [TOPIC_WORDS[topics[n]][k] if b else w
+                      for w, b, n, k in zip(chosen, borrowed, neighbours, picks)]
         filler = _FILLER[rng.integers(len(_FILLER))]
-        titles.append(f"{filler.title()} {words[picks[0]]} {words[picks[1]]} #{i + 1}")
-        descriptions.append(f"A {topics[t]} video about {words[picks[0]]} and {words[picks[2]]}.")
-        tags.append([topics[t], words[picks[1]], words[picks[2]]])
+        titles.append(f"{filler.title()} {chosen[0]} {chosen[1]} #{i + 1}")
+        descriptions.append(f"A {topics[t]} video about {chosen[0]} and {chosen[2]}.")
+        video_tags = [topics[t], chosen[1], chosen[2]]
+        if spec.wrong_tag_share:
+            wrong = rng.random(3) < spec.wrong_tag_share
+            others = (t + rng.integers(1, len(topics), 3)) % len(topics)  # any topic but the video's
+            video_tags = [TOPIC_WORDS[topics[o]][rng.integers(10)] if w else tag
+                          for tag, w, o in zip(video_tags, wrong, others)]
+        tags.append(video_tags)
     return titles, descriptions, tags
+
+
+def _move_to_hubs(rng, spec: WorldSpec, names: list[str], topic_of: np.ndarray, vis_d: np.ndarray,
+                  vis_t: np.ndarray, topical: np.ndarray):
+    """Add hub domains (hub k covers topics k, k+1, .., k+hub_topics-1, wrapping) and move a share of
+    the topical visits onto a hub that covers their topic. Hubs get topic -2 in the truth."""
+    n_topics = spec.n_topics
+    hub_first_topic = np.arange(spec.hub_domains) % n_topics
+    hub_index = len(names) + np.arange(spec.hub_domains)
+    names = names + [f"portal{k}.hub.com" for k in range(spec.hub_domains)]
+    topic_of = np.concatenate([topic_of, np.full(spec.hub_domains, -2)])
+    move = np.flatnonzero(topical & (rng.random(len(vis_d)) < spec.hub_visit_share))
+    covers = (vis_t[move, None] - hub_first_topic[None, :]) % n_topics < spec.hub_topics  # visit x hub
+    move, covers = move[covers.any(axis=1)], covers[covers.any(axis=1)]
+    vis_d = vis_d.copy()
+    vis_d[move] = hub_index[_sample_rows(rng, covers.astype(np.float64))]
+    return names, topic_of, vis_d
 
 
 def _domains(rng, topics, per_topic):

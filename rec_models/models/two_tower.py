@@ -9,6 +9,10 @@ Trained as a multinomial denoising model (Mult-DAE): each user predicts their wh
 softmax over every video, from a randomly thinned history. Whole histories and video ids are hidden
 at random, so each feature tower also works alone: the domain tower serves users known only by their
 domains, the content tower places videos known only by their content.
+
+Training reads every view alike; when a user is scored, their recent views weigh more
+(``history_half_life``), as EASE with a recency-weighted history row does: what the user watched
+lately says most about what they watch next, while the tower learns best from whole histories.
 """
 
 from __future__ import annotations
@@ -30,22 +34,23 @@ from rec_models.names import TWO_TOWER
 class Bags(nn.Module):
     """A CSR matrix of (row -> weighted ids) kept as buffers, gathered per batch for EmbeddingBag."""
 
-    def __init__(self, n_rows: int, nnz: int):
+    def __init__(self, n_rows: int, nnz: int, persistent: bool = True):
         super().__init__()
-        self.register_buffer("indptr", torch.zeros(n_rows + 1, dtype=torch.int64))
-        self.register_buffer("indices", torch.zeros(nnz, dtype=torch.int64))
-        self.register_buffer("values", torch.zeros(nnz, dtype=torch.float32))
+        for name, size, dtype in (("indptr", n_rows + 1, torch.int64), ("indices", nnz, torch.int64),
+                                  ("values", nnz, torch.float32)):
+            self.register_buffer(name, torch.zeros(size, dtype=dtype), persistent=persistent)
 
     def set(self, matrix: sparse.csr_matrix, norm: str = "sum") -> None:
-        """Row weights scaled to sum to 1 ("sum") or to unit length ("l2")."""
-        matrix = matrix.tocsr().astype(np.float64)
-        size = np.asarray(matrix.sum(axis=1)).ravel() if norm == "sum" else \
-            np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+        """Row weights scaled to sum to 1 ("sum") or to unit length ("l2"); each row's order is kept."""
+        matrix = sparse.csr_matrix(matrix)
+        data = matrix.data.astype(np.float64)
+        rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+        size = np.bincount(rows, weights=data if norm == "sum" else data * data, minlength=matrix.shape[0])
+        size = size if norm == "sum" else np.sqrt(size)
         scale = np.divide(1.0, size, out=np.zeros_like(size), where=size > 0)
-        normalised = (sparse.diags(scale) @ matrix).tocsr()
-        self.indptr = torch.as_tensor(normalised.indptr.astype(np.int64))
-        self.indices = torch.as_tensor(normalised.indices.astype(np.int64))
-        self.values = torch.as_tensor(normalised.data.astype(np.float32))
+        self.indptr = torch.as_tensor(matrix.indptr.astype(np.int64))
+        self.indices = torch.as_tensor(matrix.indices.astype(np.int64))
+        self.values = torch.as_tensor((data * scale[rows]).astype(np.float32))
 
     def gather(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(ids, offsets, weights, row of each id) of the given rows, concatenated."""
@@ -78,23 +83,57 @@ class TwoTowerModule(nn.Module):
         for table in (self.user_feature, self.user_history, self.item_id, self.item_feature):
             nn.init.normal_(table.weight, std=0.01)
         self.user_bags = Bags(n_users, user_feature_nnz)
+        # The histories users are scored from (recency-weighted; saved with the model) and the plain
+        # ones training reads (rebuilt from the data whenever the model trains, so not saved).
         self.history = Bags(n_users, history_nnz)
+        self.train_history = Bags(n_users, history_nnz, persistent=False)
         self.item_bags = Bags(n_items, item_feature_nnz)
         # Which video ids were learned from views: the others (new videos) are placed by content alone.
         self.register_buffer("item_known", torch.zeros(n_items, dtype=torch.bool))
         self.register_buffer("user_feature_known", torch.zeros(max(1, n_user_features), dtype=torch.bool))
         self.register_buffer("n_users_trained", torch.zeros((), dtype=torch.float32))
 
-    def user_tower(self, users: torch.Tensor, use_history: bool = True) -> torch.Tensor:
+    def encode(self, users: torch.Tensor, history: tuple | None) -> torch.Tensor:
+        """The user vector from the user's feature bag plus ``history`` (ids, offsets, weights) if any."""
         vec = self.user_bags.embed(self.user_feature, users)
-        if use_history and self.training:
-            history = self.history.embed(self.user_history, users, keep=1 - self.config.history_dropout)
-            shown = (torch.rand(len(users), device=users.device) >= self.config.domains_only_share).float()
-            vec = vec + history * shown[:, None]
-        elif use_history:
-            vec = vec + self.history.embed(self.user_history, users)
+        if history is not None:
+            ids, offsets, weights = history
+            vec = vec + self.user_history(ids, offsets, per_sample_weights=weights)
         # Mult-DAE's encoder nonlinearity (Liang et al. 2018): the bags' sum through tanh.
         return torch.tanh(vec) if self.config.user_activation == "tanh" else vec
+
+    def user_tower(self, users: torch.Tensor, use_history: bool = True) -> torch.Tensor:
+        """Users as scored: their features and their recency-weighted history."""
+        return self.encode(users, self.history.gather(users)[:3] if use_history else None)
+
+    def training_inputs(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One training step's (user vectors, target video ids, target owner rows).
+
+        Most users reconstruct their whole history from a thinned copy of it (Mult-DAE). A share
+        (``future_share``) instead predicts the views after a random point of their history from the
+        views before it, weighted by recency from that point as scoring weighs them: the step the
+        model takes every night. A share (``domains_only_share``) sees no history at all: their domains
+        alone predict the same targets."""
+        config = self.config
+        ids, offsets, _, owner = self.train_history.gather(users)
+        n = len(users)
+        lengths = torch.bincount(owner, minlength=n)
+        position = torch.arange(len(ids), device=ids.device) - offsets[owner]
+        future = (torch.rand(n, device=ids.device) < config.future_share) & (lengths >= 2)
+        cut = torch.where(future, 1 + (torch.rand(n, device=ids.device) * (lengths - 1)).long(), lengths)
+        is_input = position < cut[owner]
+        weights = is_input.float()
+        if config.history_half_life:
+            decay = torch.exp2(-(cut[owner] - 1 - position).clamp(min=0) / config.history_half_life)
+            weights = torch.where(future[owner], weights * decay, weights)
+        norms = torch.zeros(n, device=ids.device).index_add_(0, owner, weights * weights).sqrt()
+        weights = weights / norms.clamp(min=1e-12)[owner]
+        keep = 1 - config.history_dropout
+        weights = weights * (torch.rand(weights.shape, device=weights.device) < keep).float() / keep
+        shown = (torch.rand(n, device=ids.device) >= config.domains_only_share).float()
+        vectors = self.encode(users, (ids, offsets, weights * shown[owner]))
+        target = ~is_input | ~future[owner]
+        return vectors, ids[target], owner[target]
 
     def item_tower(self, items: torch.Tensor | None = None) -> torch.Tensor:
         items = torch.arange(len(self.item_known), device=self.item_known.device) if items is None else items
@@ -110,16 +149,15 @@ class TwoTowerModule(nn.Module):
     def multinomial_loss(self, users: torch.Tensor) -> torch.Tensor:
         """Each user's history under a softmax over every video, or, for large catalogues, over the
         batch's videos plus uniformly sampled ones (sampled softmax)."""
-        ids, _, _, owner = self.history.gather(users)
+        user_vectors, targets, owner = self.training_inputs(users)
         n_items = len(self.item_known)
         if n_items > self.config.full_softmax_max_videos:
             sampled = torch.randint(0, n_items, (self.config.sampled_videos,), device=users.device)
-            candidates, inverse = torch.unique(torch.cat([ids, sampled]), return_inverse=True)
-            targets = inverse[: len(ids)]
-            logits = self.user_tower(users) @ self.item_tower(candidates).T + self.bias()[candidates]
+            candidates, inverse = torch.unique(torch.cat([targets, sampled]), return_inverse=True)
+            targets = inverse[: len(targets)]
+            logits = user_vectors @ self.item_tower(candidates).T + self.bias()[candidates]
         else:
-            targets = ids
-            logits = self.user_tower(users) @ self.item_tower().T + self.bias()
+            logits = user_vectors @ self.item_tower().T + self.bias()
         # The log-likelihood of each user's videos, gathered (no dense targets matrix).
         nll = -torch.log_softmax(logits, dim=1)[owner, targets].sum() / len(users)
         penalty = sum(p.pow(2).sum() for p in (self.user_feature.weight, self.user_history.weight,
@@ -158,12 +196,13 @@ class TwoTower(NeuralRecommender):
     def prepare(self, data: Dataset, interactions, before: float | None = None) -> None:
         """Attach the feature bags and the histories the towers read (rebuilding the module to their sizes)."""
         half_life = self.config.history_half_life
-        history = data.recency_weighted(before, half_life) if half_life else interactions
-        self.shapes["history_nnz"] = history.nnz
+        scored_history = data.recency_weighted(before, half_life) if half_life else interactions
+        self.shapes["history_nnz"] = scored_history.nnz
         torch.manual_seed(self.seed)
         self.module = self.build_module(self.shapes)
         self.module.user_bags.set(data.user_features)
-        self.module.history.set(history, norm="l2")
+        self.module.history.set(scored_history, norm="l2")
+        self.module.train_history.set(data.ordered_views(before), norm="l2")
         self.module.item_bags.set(data.item_features)
         has_views = np.diff(interactions.indptr) > 0
         self.module.item_known = torch.as_tensor(np.asarray(interactions.sum(axis=0)).ravel() > 0)

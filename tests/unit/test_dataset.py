@@ -24,3 +24,19 @@ def test_recency_weighted_history_halves_every_half_life_of_views(small_dataset)
         got = dict(zip(row.indices.tolist(), row.data.tolist()))
         assert got.keys() == expected.keys()
         np.testing.assert_allclose([got[v] for v in expected], list(expected.values()), rtol=1e-6)
+
+
+def test_ordered_views_lists_each_video_once_at_its_latest_view_oldest_first(small_dataset):
+    data = small_dataset
+    before = float(np.quantile(data.viewed_at, 0.8))
+    ordered = data.ordered_views(before)
+    binary = data.interactions(before)
+    assert ordered.nnz == binary.nnz
+    for user in np.unique(data.view_user)[:25]:
+        mine = (data.view_user == user) & (data.viewed_at < before)
+        latest: dict[int, tuple] = {}
+        for t, v in zip(data.viewed_at[mine].tolist(), data.view_video[mine].tolist()):
+            latest[v] = max(latest.get(v, (t, v)), (t, v))
+        expected = [v for _, v in sorted(latest.values())]
+        got = ordered.indices[ordered.indptr[user]:ordered.indptr[user + 1]].tolist()
+        assert got == expected

@@ -222,6 +222,41 @@ class TestTwoTower(ModelContract):
         warm = evaluate_model(model.features_only(), small_dataset, split.train, split.test, split.test_users)
         assert warm.recall >= 0.8 * full.recall, (warm.recall, full.recall)
 
+    @pytest.mark.parametrize("future_share", [0.0, 1.0])
+    def test_training_inputs_predict_later_views_from_earlier_ones(self, small_dataset, future_share):
+        """With future_share 1 each user predicts a non-empty suffix of their history (oldest first) from
+        the views before it, weighted 0.5 ** (rank from the cut / half-life) and scaled to unit length;
+        with 0 each user reconstructs the whole history from all of it."""
+        import torch
+
+        half_life = 2.0
+        model = TwoTower(TwoTowerConfig(future_share=future_share, domains_only_share=0.0, history_dropout=0.0,
+                                        history_half_life=half_life), seed=3)
+        model.shapes = model.shapes_for(small_dataset)
+        model.prepare(small_dataset, small_dataset.interactions())
+        module = model.module.train()
+        ordered = small_dataset.ordered_views()
+        users = np.flatnonzero(np.diff(ordered.indptr) >= 2)[:40]
+        with torch.no_grad():
+            vectors, targets, owner = module.training_inputs(torch.as_tensor(users))
+        history = module.user_history.weight.detach().numpy()
+        for row, user in enumerate(users):
+            videos = ordered.indices[ordered.indptr[user]:ordered.indptr[user + 1]]
+            mine = targets.numpy()[owner.numpy() == row]
+            cut = len(videos) - len(mine)
+            if future_share:
+                assert 1 <= cut < len(videos)
+                weights = 0.5 ** ((cut - 1 - np.arange(cut)) / half_life)
+            else:
+                assert cut == 0
+                cut, weights = len(videos), np.ones(len(videos))
+            np.testing.assert_array_equal(mine, videos[len(videos) - len(mine):] if future_share else videos)
+            weights = weights / np.linalg.norm(weights)
+            features = small_dataset.user_features[user]
+            feature_norm = features.data / features.data.sum()  # the domain bag sums to 1
+            plain = feature_norm @ module.user_feature.weight.detach().numpy()[features.indices] + weights @ history[videos[:cut]]
+            np.testing.assert_allclose(vectors[row].numpy(), np.tanh(plain), rtol=1e-4, atol=1e-6)
+
     def test_new_videos_are_placed_by_content(self, small_dataset, small_world):
         """A video without any view gets neighbours of its own topic from its content alone."""
         topic = dict(zip(small_world.video_id.tolist(), small_world.video_topic.tolist()))

@@ -75,3 +75,58 @@ def test_dataset_save_load_round_trip(small_dataset, tmp_path):
     assert (loaded.item_features != small_dataset.item_features).nnz == 0
     assert loaded.item_feature_names == small_dataset.item_feature_names and loaded.end == small_dataset.end
     assert loaded.video_text == small_dataset.video_text
+
+
+NOISY_SMALL = WorldSpec(n_users=1200, n_videos=300, n_views=30_000, n_domain_visits=36_000, seed=11)
+
+
+def test_clean_level_is_the_default_world():
+    spec = WorldSpec(n_users=300, n_videos=80, n_views=3000, n_domain_visits=3000, seed=5)
+    a, b = generate_world(spec, END), generate_world(spec.at_noise("clean"), END)
+    for name in ("view_video", "viewed_at", "visit_domain", "visit_date"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert a.tags == b.tags and a.domain_names == b.domain_names
+
+
+def test_noisy_level_has_the_noise_it_names():
+    clean = generate_world(NOISY_SMALL, END)
+    w = generate_world(NOISY_SMALL.at_noise("noisy"), END)
+    visited = w.domain_topic[w.visit_domain]
+    topical = visited != -1  # every visit but those to the global domains
+    assert ((visited == -2).sum() / topical.sum()) >= 1 / 3  # hubs take a third of topical visits
+    assert NOISY_SMALL.at_noise("noisy").hub_topics >= 3
+    topics = w.topic_names
+    # About a fifth of the tags are wrong: neither the topic's name or words nor a word of the video's text.
+    from rec_models.data.synthetic import TOPIC_WORDS
+
+    own = [set(TOPIC_WORDS[topics[t]]) | {topics[t]} for t in w.video_topic]
+    text = [set(f"{title} {description}".lower().replace(".", "").split()) for title, description in
+            zip(w.title, w.description)]
+    wrong = np.mean([tag not in own_words and tag not in words
+                     for tags, own_words, words in zip(w.tags, own, text) for tag in tags])
+    assert 0.12 < wrong < 0.25, wrong
+    # About half of the title's topic words come from a neighbouring topic.
+    borrowed = np.mean([word not in own_words for title, own_words in zip(w.title, own)
+                        for word in title.lower().split()[1:3]])
+    assert 0.35 < borrowed < 0.65, borrowed
+    # Some users' views after the midpoint follow other topics than before it.
+    midpoint = END.timestamp() - NOISY_SMALL.days * 86400 / 2
+    topic_of = dict(zip(w.video_id.tolist(), w.video_topic.tolist()))
+
+    def late_topic_match(world):
+        late = world.viewed_at >= midpoint
+        users = {u: i for i, u in enumerate(world.user_id.tolist())}
+        early_top = world.user_topic_pref.argmax(1)
+        return np.mean([topic_of[v] == early_top[users[u]]
+                        for u, v in zip(world.view_user[late].tolist(), world.view_video[late].tolist())])
+
+    assert late_topic_match(w) < late_topic_match(clean) - 0.05
+
+
+def test_unknown_noise_level_is_refused():
+    with pytest.raises(ValueError, match="unknown noise level 'loud'"):
+        WorldSpec().at_noise("loud")
+    with pytest.raises(ValueError, match="hub_visit_share needs hub_domains"):
+        WorldSpec(hub_visit_share=0.3)
+    with pytest.raises(ValueError, match="wrong_tag_share must be between 0 and 1"):
+        WorldSpec(wrong_tag_share=1.5)
