@@ -62,10 +62,8 @@ class Bags(nn.Module):
         owner = torch.repeat_interleave(torch.arange(len(rows), device=rows.device), lengths)
         return self.indices[positions], offsets, self.values[positions], owner
 
-    def embed(self, table: nn.EmbeddingBag, rows: torch.Tensor, keep: float = 1.0) -> torch.Tensor:
+    def embed(self, table: nn.EmbeddingBag, rows: torch.Tensor) -> torch.Tensor:
         ids, offsets, weights, _ = self.gather(rows)
-        if keep < 1.0:
-            weights = weights * (torch.rand(weights.shape, device=weights.device) < keep).float() / keep
         return table(ids, offsets, per_sample_weights=weights)
 
 
@@ -147,8 +145,8 @@ class TwoTowerModule(nn.Module):
         return self.item_bias * self.item_known.float()
 
     def multinomial_loss(self, users: torch.Tensor) -> torch.Tensor:
-        """Each user's history under a softmax over every video, or, for large catalogues, over the
-        batch's videos plus uniformly sampled ones (sampled softmax)."""
+        """Each user's targets (``training_inputs``) under a softmax over every video, or, for large
+        catalogues, over the batch's videos plus uniformly sampled ones (sampled softmax)."""
         user_vectors, targets, owner = self.training_inputs(users)
         n_items = len(self.item_known)
         if n_items > self.config.full_softmax_max_videos:
