@@ -6,12 +6,19 @@ Every night at 02:00 UTC, for the data interval that just ended:
 1. **migrate** the `rec` schema (idempotent);
 2. **validate_sources**: quarantine bad rows into `rec.rejected_rows` with a reason; stop here if a
    source is empty or more than `max_rejected_share` of it is bad (the published output stays as it was);
-3. **extract_snapshot**: read the valid rows as of the interval end (one consistent snapshot, COPY);
+3. **next_day_metrics**: each model's serving run's lists against the views of the interval that just
+   ended (`rec.next_day_metrics`: did people watch what we served?);
+   **extract_snapshot**: read the valid rows as of the interval end (one consistent snapshot, COPY);
+   **check_interval**: an interval with no views, or far fewer than the days before it
+   (`partial_day_share`), fails here with the reason (also in `rec.night_checks`): nothing is trained
+   and the published runs keep serving;
 4. **train_fallbacks** (popularity, domain popularity) and, in parallel, **train_mf** (Funk SVD as a
    neural net), **train_neumf** (NCF: GMF + MLP, pretrained) and **train_two_tower** (domains and
-   content; serves domain-only users and new videos);
+   content; serves domain-only users and new videos); `train_mode` auto continues each from its last
+   published run's checkpoint (warm) and retrains from scratch every `full_retrain_every` nights;
 5. **evaluate_*** each on the last `holdout_days` of views (full ranking), record the candidate in
    `rec.model_runs`, and apply the quality gate (`quality_tolerance` against that model's published run);
+   a warm candidate that fails it is retrained from scratch and evaluated again;
 6. **score_videos_*** (top-`top_n` similar videos per active video, the popular list) then
    **score_users_*** mapped over `user_shards` shards (top-`top_n` videos per user, segment
    hot / warm / cold), for each model that passed;
@@ -31,6 +38,7 @@ from datetime import datetime, timedelta, timezone
 
 import pendulum
 from airflow.sdk import Asset, BaseHook, CronDataIntervalTimetable, Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
 
 # Standard library only: cheap to import at parse time.
 from rec_models.config import param_specs
@@ -98,6 +106,22 @@ def nightly_recommendations():
         return pipeline.extract(_run())
 
     @task
+    def next_day_metrics() -> dict:
+        from rec_models import pipeline
+
+        return pipeline.next_day_metrics(_run())
+
+    @task
+    def check_interval() -> dict:
+        from rec_models import pipeline
+
+        try:
+            return pipeline.check_interval(_run())
+        except pipeline.NightSkipped as skipped:
+            # Red, not a silent green: retrying cannot bring the views; the published runs keep serving.
+            raise AirflowFailException(f"training skipped: {skipped}") from skipped
+
+    @task
     def train_fallbacks() -> dict:
         from rec_models import pipeline
 
@@ -146,13 +170,17 @@ def nightly_recommendations():
         return pipeline.summarize(_run())
 
     snapshot = extract_snapshot()
-    migrate() >> validate_sources() >> snapshot
+    validated = validate_sources()
+    replayed = next_day_metrics()
+    migrate() >> validated >> [snapshot, replayed]
+    checked = check_interval()
+    snapshot >> checked
     fallbacks = train_fallbacks()
-    snapshot >> fallbacks
+    checked >> fallbacks
     evaluations = {}
     for name in MODEL_NAMES:
         trained = train.override(task_id=f"train_{name}")(name)
-        snapshot >> trained
+        checked >> trained
         evaluations[name] = evaluate.override(task_id=f"evaluate_{name}")(name)
         [fallbacks, trained] >> evaluations[name]
     published = []
@@ -165,7 +193,9 @@ def nightly_recommendations():
         users >> done
         published.append(done)
     serving = choose_serving(list(evaluations.values()))
-    published >> serving >> summary()
+    summarized = summary()
+    published >> serving >> summarized
+    replayed >> summarized  # a failed replay marks the night, never holds back serving
 
 
 nightly_recommendations()

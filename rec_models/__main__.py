@@ -66,10 +66,30 @@ def cmd_seed_demo(args) -> None:
     apply_migrations(url)
     spec = WorldSpec(n_users=args.users, n_videos=args.videos, n_views=args.views,
                      n_domain_visits=args.domain_visits, seed=args.seed).at_noise(args.noise)
+    if args.days is not None:
+        _seed_days(url, spec, args)
+        return
     world = generate_world(spec, _parse_end(args.end))
     with connect(url) as conn:
         loaded = seed_world(conn, world, replace_foreign=args.replace)
     print("seeded the demo world" if loaded else "demo world already seeded (same spec and end): nothing to do")
+
+
+def _seed_days(url: str, spec, args) -> None:
+    """The evolving world: its warm-up and nights 1..--days, appended (days already there are kept)."""
+    from rec_models.data.evolving import EvolvingSpec, generate_evolving, nights_before
+    from rec_models.data.seed import seed_days
+    from rec_models.db import connect
+
+    nights = args.nights or max(args.days, 14)
+    last_end = _parse_end(args.end) if args.end else nights_before(datetime.now(timezone.utc), nights)
+    ew = generate_evolving(EvolvingSpec(world=spec, nights=nights), last_end)
+    with connect(url) as conn:
+        written = seed_days(conn, ew, args.days, replace_foreign=args.replace)
+    print(f"seeded days {', '.join(map(str, written))}" if written else f"days 0..{args.days} already seeded")
+    for night in range(1, args.days + 1):
+        kind = ew.spec.bad_night(night)
+        print(f"night {night}: --end {ew.night_end(night).isoformat()}" + (f"  (scripted: {kind})" if kind else ""))
 
 
 def _run(args):
@@ -205,6 +225,9 @@ def main(argv: list[str] | None = None) -> None:
 
     seed = sub.add_parser("seed-demo", help="write the synthetic video service into the source tables")
     world_args(seed)
+    seed.add_argument("--days", type=int, help="an evolving world instead: its warm-up plus nights 1..DAYS, appended "
+                                               "idempotently (--end: the LAST night's interval end)")
+    seed.add_argument("--nights", type=int, help="with --days: nights in the evolving world (default: 14 or DAYS)")
     seed.set_defaults(func=cmd_seed_demo)
 
     run = sub.add_parser("run", help="run the whole nightly pipeline in this process (no Airflow)")

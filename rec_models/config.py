@@ -42,6 +42,8 @@ class NeuralConfig:
 
     prefix: ClassVar[str] = "model"
     label: ClassVar[str] = "Model"
+    # Settings whose change makes a checkpoint's weights unusable for a warm start.
+    shapes_weights: ClassVar[tuple[str, ...]] = ("dim",)
     dim: int = setting(32, "Embedding size.", minimum=1)
     epochs: int = setting(40, "Maximum epochs (early stopping on a validation split decides).", minimum=1)
     batch_size: int = setting(0, "Examples per step (MF, NCF: positives; two-tower: users); 0: scaled with "
@@ -54,6 +56,10 @@ class NeuralConfig:
 
     def __post_init__(self) -> None:
         _check_fields(self, f"{self.prefix}.")
+
+    def weights_fingerprint(self) -> dict[str, Any]:
+        """The settings a checkpoint must share with tonight's to be continued from."""
+        return {name: getattr(self, name) for name in self.shapes_weights}
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,7 @@ class NeuMFConfig(NeuralConfig):
 
     prefix: ClassVar[str] = "neumf"
     label: ClassVar[str] = "NeuMF"
+    shapes_weights: ClassVar[tuple[str, ...]] = ("dim", "mlp_layers", "pretrain")
     dim: int = setting(16, "Embedding size of the GMF and MLP parts.", minimum=1)
     mlp_layers: int = setting(3, "MLP tower layers, the first 2*dim wide, halving each time.", minimum=1, maximum=6)
     pretrain: bool = setting(True, "Pretrain NeuMF from a GMF and an MLP trained alone (He et al.).")
@@ -90,6 +97,7 @@ class TwoTowerConfig(NeuralConfig):
 
     prefix: ClassVar[str] = "two_tower"
     label: ClassVar[str] = "Two-tower"
+    shapes_weights: ClassVar[tuple[str, ...]] = ("dim", "user_activation")
     dim: int = setting(64, "Embedding size of both towers.", minimum=1)
     epochs: int = setting(100, "Maximum epochs (early stopping on a validation split decides).", minimum=1)
     learning_rate: float = setting(0.003, "Adam learning rate.", exclusive_minimum=0)
@@ -157,6 +165,26 @@ class PipelineConfig:
     serving_model: ServingModel = setting(
         "auto", "Model whose run the _current views show (auto: best holdout NDCG@10 among dot-product models); "
                 "the two-tower always serves domain-only users.")
+    # Night after night: continue from the last published run's weights, retrain from scratch now and then.
+    train_mode: Literal["auto", "full", "warm"] = setting(
+        "auto", "full: every model from scratch; warm: continue from its parent (the latest published run before "
+                "this interval) on recent views plus a sample of older ones; auto: warm, with a full retrain every "
+                "full_retrain_every nights, when no usable checkpoint exists, when the settings that shape the "
+                "weights changed, or when the warm candidate fails its gate.")
+    full_retrain_every: int = setting(7, "auto: retrain from scratch every this many nights, warm in between "
+                                         "(1: every night from scratch).", minimum=1)
+    warm_recent_days: int = setting(3, "Warm training reads every view of the last this many days, plus a sample "
+                                       "of older views (warm_history_share).", minimum=1)
+    warm_history_share: float = setting(
+        0.2, "Warm training: the share of views older than warm_recent_days mixed in, so old tastes are not "
+             "forgotten.", minimum=0, maximum=1)
+    warm_epochs: int = setting(10, "Warm training: maximum epochs (early stopping on validation decides).", minimum=1)
+    partial_day_share: float = setting(
+        0.2, "Skip training (the previous run keeps serving) when the interval holds fewer views than this share "
+             "of the median day of the 7 before it: a partial day; no views at all always skip.", minimum=0,
+        maximum=1)
+    keep_run_folders: int = setting(3, "Run folders of the newest nights kept whole; older ones keep only the "
+                                       "checkpoints of runs still published.", minimum=1)
     run_root: str = setting(description="Folder for run files (RECS_RUN_ROOT).", operator=False,
                             default_factory=lambda: os.environ.get("RECS_RUN_ROOT",
                                                                    str(PROJECT_ROOT / "var" / "runs")))

@@ -6,29 +6,37 @@ for its run key (the data interval end): a retry or a rerun replaces what an ear
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
+from rec_models.data.checks import check_interval as check_interval_views
 from rec_models.data.dataset import Dataset
+from rec_models.data.id_maps import IdMaps
 from rec_models.data.rules import SERVICE_START
 from rec_models.data.snapshot import extract_snapshot
 from rec_models.data.validate import drop_checked, validate_sources
 from rec_models.db.connect import connect
 from rec_models.db.health import record_run_health
 from rec_models.db.migrate import apply_migrations
+from rec_models.db.next_day import measure, record_next_day, served_runs
 from rec_models.db.outputs import OUTPUT_TABLES
 from rec_models.db.publish import audit_output, drop_staging, point_serving, prune_published, stage_output, swap_in
-from rec_models.db.runs import latest_published, record_gate, record_model_run
+from rec_models.db.runs import (kept_published, latest_published, parent_run, record_gate, record_model_run,
+                                record_night_check, recorded_lineage, run_interval_end)
 from rec_models.evaluation import evaluate_model
 from rec_models.evaluation.gate import PublishedRun, quality_gate
 from rec_models.faults import checkpoint
 from rec_models.models import FeaturePopularity, Popularity, build_model
+from rec_models.models.base import CheckpointError, WarmStart
+from rec_models.models.checkpoint import add_serving_model, load_checkpoint, save_checkpoint
 from rec_models.names import FALLBACKS, FEATURE_POPULARITY, MODEL_NAMES, POPULARITY, TWO_TOWER, USER_RECOMMENDATIONS
 from rec_models.report import run_summary
-from rec_models.run import Run
+from rec_models.run import Run, prune_run_folders, run_folder
 from rec_models.scoring import (ServingModels, catalogue_counts, items_part, read_output_chunks, scored_groups,
                                 user_part, write_item_outputs, write_user_outputs)
 from rec_models.threads import set_torch_threads
@@ -63,27 +71,118 @@ def extract(run: Run) -> str:
     return str(run.files.snapshot_dir)
 
 
-def train(run: Run, model_name: str) -> dict:
-    """Fit with early stopping on a validation split cut from training data (the evaluated model), then
-    the serving model on all views: one more epoch from those weights, or a refit (``serve_fit``).
-    Saves both models in the run folder."""
+class NightSkipped(RuntimeError):
+    """The night's data cannot be trained on (no views, a partial day): the previous run keeps serving."""
+
+
+def check_interval(run: Run) -> dict:
+    """Before training: does the interval hold the views a night should? Records the answer in
+    rec.night_checks; raises :class:`NightSkipped` with the reason when it does not."""
+    data = run.files.load_dataset()
+    start = run.interval_start_or_default
+    night = check_interval_views(data, start.timestamp(), run.interval_end.timestamp(), run.config.partial_day_share)
+    with connect(run.database_url) as conn:
+        record_night_check(conn, run_key=run.run_key, dag_run_id=run.dag_run_id, interval_start=start,
+                           interval_end=run.interval_end, views_in_interval=night.views_in_interval,
+                           median_daily_views=night.median_daily_views, reason=night.reason)
+    result = {"views_in_interval": night.views_in_interval, "median_daily_views": night.median_daily_views,
+              "train": night.train, "reason": night.reason}
+    if not night.train:
+        log.error("night %s skips training, the published runs keep serving: %s", run.run_key, night.reason)
+        raise NightSkipped(night.reason)
+    return result
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """How a model trains tonight: from scratch, or warm from its parent run's checkpoint."""
+
+    mode: str  # "full" or "warm"
+    reason: str
+    parent_model_run_id: int | None = None
+    warm: WarmStart | None = None
+    generation: int = 0  # nights in a row continued warm since the last full retrain
+
+
+def plan_training(run: Run, model_name: str) -> TrainPlan:
+    """``train_mode`` applied: a rerun trains as its earlier attempt recorded; warm needs the parent's
+    checkpoint usable (else one log line and a full retrain); auto retrains from scratch every
+    ``full_retrain_every`` nights."""
+    config = run.config
+    if config.train_mode == "full":
+        return TrainPlan("full", "train_mode full")
+    with connect(run.database_url) as conn:
+        recorded = recorded_lineage(conn, run.run_key, model_name)
+        if recorded and recorded[0] == "full":
+            return TrainPlan("full", "as this night's earlier attempt")
+        if recorded and recorded[1] is not None:
+            parent_end = run_interval_end(conn, recorded[1])
+            parent = (recorded[1], parent_end) if parent_end else None
+        else:
+            parent = parent_run(conn, model_name, run.interval_end)
+    if parent is None:
+        return TrainPlan("full", "no published run before this interval to continue from")
+    parent_id, parent_end = parent
+    try:
+        model, ids, header = load_checkpoint(run_folder(config.run_root, parent_end).checkpoint_dir(model_name),
+                                             model_name)
+        if header.get("weights") != getattr(config, model_name).weights_fingerprint():
+            raise CheckpointError(f"settings that shape the weights changed: checkpoint {header.get('weights')}, "
+                                  f"tonight {getattr(config, model_name).weights_fingerprint()}")
+    except CheckpointError as exc:
+        log.warning("%s: the checkpoint of parent run %d is unusable, training from scratch: %s", model_name,
+                    parent_id, exc)
+        return TrainPlan("full", f"parent run {parent_id}: {exc}")
+    generation = int(header.get("generation", 0)) + 1
+    if config.train_mode == "auto" and not recorded and generation >= config.full_retrain_every:
+        return TrainPlan("full", f"full retrain every {config.full_retrain_every} nights")
+    warm = WarmStart(parent=model, parent_ids=ids, recent_days=config.warm_recent_days,
+                     history_share=config.warm_history_share, epochs=config.warm_epochs)
+    return TrainPlan("warm", f"continues from run {parent_id}", parent_id, warm, generation)
+
+
+def train(run: Run, model_name: str, *, plan: TrainPlan | None = None) -> dict:
+    """Fit with early stopping on a validation split cut from training data (the evaluated model, kept
+    as the checkpoint later nights continue from), then the serving model on all views: one more epoch
+    from those weights, or a refit (``serve_fit``). Warm (``train_mode``): both continue from the parent
+    run's checkpoint on recent views plus a sample of older ones. Saves both models in the run folder."""
     data = run.files.load_dataset()
     set_torch_threads(run.config.torch_threads, data.n_views)
     if model_name == FALLBACKS:
         return _train_fallbacks(run, data)
     validation = data.validation(run.config.holdout_days)
+    plan = plan or plan_training(run, model_name)
     model = build_model(model_name, run.config)
-    eval_report = model.fit(data, before=validation.boundary, validation=validation)
+    if plan.warm is not None:
+        try:
+            eval_report = model.fit_warm(data, plan.warm, before=validation.boundary, validation=validation)
+        except CheckpointError as exc:
+            log.warning("%s: cannot continue from parent run %d, training from scratch: %s", model_name,
+                        plan.parent_model_run_id, exc)
+            plan = TrainPlan("full", f"parent run {plan.parent_model_run_id}: {exc}")
+            model = build_model(model_name, run.config)
+    if plan.warm is None:
+        eval_report = model.fit(data, before=validation.boundary, validation=validation)
+    log.info("%s trained %s (%s)", model_name, plan.mode, plan.reason)
     run.files.save_model(model, "eval")
-    if run.config.serve_fit == "continue":
+    save_checkpoint(run.files.checkpoint_dir(model_name), model, IdMaps.of(data), {
+        "run_key": run.run_key, "model": model_name, "train_mode": plan.mode, "generation": plan.generation,
+        "parent_model_run_id": plan.parent_model_run_id,
+        "weights": getattr(run.config, model_name).weights_fingerprint()})
+    if plan.warm is not None:
+        serve_report = model.fine_tune(data, epochs=1, train_on=data.recent_mix(
+            None, run.config.warm_recent_days, run.config.warm_history_share, run.config.seed))
+    elif run.config.serve_fit == "continue":
         serve_report = model.fine_tune(data, epochs=1)
     else:
         serve_report = model.refit(data, eval_report)
     run.files.save_model(model, "serve")
+    add_serving_model(run.files.checkpoint_dir(model_name), model)
     report = {
         "model": model_name, "best_epoch": eval_report.best_epoch, "epochs_run": eval_report.epochs,
         "train_seconds": round(eval_report.seconds + serve_report.seconds, 3),
         "positives_per_second": round(serve_report.samples_per_second),
+        "train_mode": plan.mode, "mode_reason": plan.reason, "parent_model_run_id": plan.parent_model_run_id,
         "history": eval_report.history,
     }
     run.files.write_fit(model_name, report)
@@ -109,7 +208,24 @@ def _train_fallbacks(run: Run, data: Dataset) -> dict:
 
 def evaluate(run: Run, model_name: str) -> dict:
     """Holdout metrics (full ranking, last ``holdout_days`` before the interval end); record the
-    candidate in rec.model_runs and apply the quality gate."""
+    candidate in rec.model_runs and apply the quality gate. In ``train_mode`` auto, a warm candidate
+    that fails its gate is retrained from scratch and evaluated again, the same night."""
+    evaluation = _evaluate(run, model_name)
+    fit = run.files.read_fit(model_name)
+    if not evaluation["publish"] and fit["train_mode"] == "warm" and run.config.train_mode == "auto":
+        log.warning("%s: the warm candidate failed its gate (%s): retraining from scratch", model_name,
+                    evaluation["reason"])
+        warm_seconds = fit["train_seconds"]
+        refit = train(run, model_name, plan=TrainPlan("full", f"the warm candidate failed its gate: "
+                                                              f"{evaluation['reason']}"))
+        fit = run.files.read_fit(model_name)
+        fit["train_seconds"] = round(warm_seconds + refit["train_seconds"], 3)  # the night paid for both
+        run.files.write_fit(model_name, fit)
+        evaluation = _evaluate(run, model_name)
+    return evaluation
+
+
+def _evaluate(run: Run, model_name: str) -> dict:
     data = run.files.load_dataset()
     split = data.holdout(run.config.holdout_days)
     model = run.files.load_model(model_name, "eval")
@@ -134,18 +250,49 @@ def evaluate(run: Run, model_name: str) -> dict:
             metrics=metrics,
             rejected_counts={t: v["by_reason"] for t, v in validation.items()},
             timings={"train_seconds": fit["train_seconds"], "best_epoch": fit["best_epoch"],
-                     "positives_per_second": fit["positives_per_second"]},
+                     "positives_per_second": fit["positives_per_second"], "mode_reason": fit["mode_reason"]},
+            train_mode=fit["train_mode"], parent_model_run_id=fit["parent_model_run_id"],
         )
         published = latest_published(conn, model_name, other_than=model_run_id)
-        decision = quality_gate(metrics["ndcg@10"], PublishedRun(*published) if published else None,
-                                run.config.quality_tolerance)
+        published_end = run_interval_end(conn, published[0]) if published else None
+    baseline = None
+    if published:
+        # Tonight's holdout is not the published run's: score that run's serving model on tonight's, so
+        # the gate compares the same users and views (its recorded figure only when it cannot be scored).
+        on_tonight = _published_on_holdout(run, model_name, published[0], published_end, data, split)
+        metrics["published_on_holdout"] = on_tonight
+        baseline = PublishedRun(published[0], on_tonight, same_holdout=True) if on_tonight is not None \
+            else PublishedRun(*published)
+    with connect(run.database_url) as conn:
+        conn.execute("UPDATE rec.model_runs SET metrics = %s WHERE model_run_id = %s",
+                     (json.dumps(metrics), model_run_id))
+        decision = quality_gate(metrics["ndcg@10"], baseline, run.config.quality_tolerance)
         record_gate(conn, model_run_id, publish=decision.publish, reason=decision.reason)
     log.info("%s holdout %s; gate: %s", model_name, {k: v for k, v in metrics.items() if "@" in k}, decision)
     evaluation = {"model": model_name, "model_run_id": model_run_id, "publish": decision.publish,
-                  "reason": decision.reason, "ndcg@10": metrics["ndcg@10"], "dot_product": model.dot_product}
+                  "reason": decision.reason, "ndcg@10": metrics["ndcg@10"], "dot_product": model.dot_product,
+                  "train_mode": fit["train_mode"]}
     run.files.write_evaluation(model_name, evaluation)
     checkpoint("evaluate:done")
     return evaluation
+
+
+def _published_on_holdout(run: Run, model_name: str, model_run_id: int, interval_end, data: Dataset,
+                          split) -> float | None:
+    """Holdout NDCG@10 of a published run's serving model carried onto tonight's Dataset, or None (with
+    one log line) when its checkpoint is gone or unusable."""
+    if interval_end is None or interval_end >= run.interval_end:
+        return None  # a later night's run: it has seen tonight's holdout
+    try:
+        published, ids, _ = load_checkpoint(run_folder(run.config.run_root, interval_end).checkpoint_dir(model_name),
+                                            model_name, part="serve")
+        model = build_model(model_name, dataclasses.replace(run.config, **{model_name: published.config}))
+        model.carry(data, published, ids, before=split.boundary)
+    except CheckpointError as exc:
+        log.warning("%s: published run %d cannot be scored on tonight's holdout, gating against its recorded "
+                    "NDCG@10: %s", model_name, model_run_id, exc)
+        return None
+    return round(evaluate_model(model, data, split.train, split.test, split.test_users).ndcg, 6)
 
 
 def _serving_models(run: Run, model_name: str, two_tower: dict | None) -> ServingModels:
@@ -254,11 +401,36 @@ def choose_serving(run: Run, evaluations: list[dict]) -> dict:
     return {"serving": chosen["model"], "model_run_id": chosen["model_run_id"], "moved": moved}
 
 
+def next_day_metrics(run: Run) -> dict:
+    """Before training: what each model's serving run listed, against the views of the interval that
+    just ended (rec.next_day_metrics; a rerun replaces this night's rows). NDCG@10 per model and of
+    its popular list, over every user with a list."""
+    start = run.interval_start_or_default
+    with connect(run.database_url) as conn:
+        served = served_runs(conn, start)
+        measured = {r.model_run_id: measure(conn, r, start, run.interval_end, run.window_start) for r in served}
+        record_next_day(conn, run.run_key, measured)
+    summary = {}
+    for r in served:
+        values = {(ranker, metric): value for ranker, segment, metric, value in measured[r.model_run_id]
+                  if segment == "all"}
+        summary[r.model_name] = {"model_run_id": r.model_run_id, "users": values.get(("model", "users")),
+                                 "ndcg@10": values.get(("model", "ndcg@10")),
+                                 "popularity_ndcg@10": values.get(("popularity", "ndcg@10"))}
+    log.info("next-day metrics of the runs that served %s: %s", run.run_key, summary)
+    return summary
+
+
 def summarize(run: Run) -> dict:
-    """A compact report of the run, logged and saved next to its files."""
+    """A compact report of the run, logged and saved next to its files; then older run folders are
+    pruned to the checkpoints of runs still published."""
     with connect(run.database_url) as conn:
         summary = run_summary(conn, run.run_key)
+        keep = set(kept_published(conn))
     run.files.write_summary(summary)
+    removed = prune_run_folders(run.config.run_root, run.config.keep_run_folders, keep, run.interval_end)
+    if removed:
+        log.info("pruned %d paths of older run folders", len(removed))
     log.info("run %s summary: %s", run.run_key, json.dumps(summary, default=str))
     return summary
 
@@ -267,7 +439,12 @@ def run_all(run: Run, models: tuple[str, ...] = MODEL_NAMES) -> dict:
     """The whole nightly run in this process, in DAG order (the CLI and tests use it)."""
     migrate(run)
     validate(run)
+    next_day_metrics(run)
     extract(run)
+    try:
+        check_interval(run)
+    except NightSkipped as skipped:
+        return {"published": {}, "serving": None, "skipped": str(skipped)}
     train(run, FALLBACKS)
     evaluations = {}
     for name in models:

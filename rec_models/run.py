@@ -8,6 +8,7 @@ decision.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -46,8 +47,59 @@ class Run:
 
     @property
     def files(self) -> "RunFolder":
-        slug = self.interval_end.astimezone(timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
-        return RunFolder(Path(self.config.run_root) / slug)
+        return run_folder(self.config.run_root, self.interval_end)
+
+    @property
+    def interval_start_or_default(self) -> datetime:
+        """The data interval's start; a day before its end when the run was not given one (the CLI)."""
+        return self.interval_start or self.interval_end - timedelta(days=1)
+
+
+_SLUG_FORMAT = "%Y-%m-%dT%H%M%SZ"
+_SLUG = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{6}Z$")
+
+
+def run_folder(root: str | Path, interval_end: datetime) -> "RunFolder":
+    """The run folder of the night whose data interval ends at ``interval_end``."""
+    return RunFolder(Path(root) / interval_end.astimezone(timezone.utc).strftime(_SLUG_FORMAT))
+
+
+def prune_run_folders(root: str | Path, keep_nights: int, keep_checkpoints: set[tuple[str, datetime]],
+                      current: datetime) -> list[str]:
+    """Run folders beyond the newest ``keep_nights`` (and not ``current``'s) lose everything but the
+    checkpoints in ``keep_checkpoints`` ((model, interval end) of runs still published); a folder left
+    empty goes. Returns the removed paths, relative to ``root``."""
+    root = Path(root)
+    if not root.exists():
+        return []
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and _SLUG.match(p.name))
+    current_name = run_folder(root, current).path.name
+    kept = {(model, run_folder(root, end).path.name) for model, end in keep_checkpoints}
+    removed = []
+    for folder in folders[:-keep_nights]:
+        if folder.name == current_name:
+            continue
+        for child in sorted(folder.iterdir()):
+            if child.name == "checkpoints" and child.is_dir():
+                for checkpoint in sorted(child.iterdir()):
+                    if (checkpoint.name, folder.name) not in kept:
+                        _remove(checkpoint)
+                        removed.append(str(checkpoint.relative_to(root)))
+                if not any(child.iterdir()):
+                    child.rmdir()
+            else:
+                _remove(child)
+                removed.append(str(child.relative_to(root)))
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    return removed
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 class RunFolder:
@@ -92,6 +144,11 @@ class RunFolder:
 
     def load_model(self, model_name: str, purpose: str) -> Recommender:
         return load_model(self.model_dir(model_name, purpose))
+
+    def checkpoint_dir(self, model_name: str) -> Path:
+        """What a later night continues from: the evaluated model, its id maps and how it was trained.
+        Kept as long as the run is published (the rest of the folder is pruned sooner)."""
+        return self.path / "checkpoints" / model_name
 
     # Scored outputs
     def scores_dir(self, model_name: str) -> Path:

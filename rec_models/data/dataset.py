@@ -164,6 +164,16 @@ class Dataset:
         matrix.sum_duplicates()
         return matrix
 
+    def recent_mix(self, before: float | None, recent_days: float, older_share: float, seed: int) -> sparse.csr_matrix:
+        """Binary user x video of the views strictly before ``before`` (all when None) in its last
+        ``recent_days`` days, plus a random ``older_share`` of the older views: what warm training reads."""
+        end = self.end if before is None else before
+        keep = self.viewed_at < end
+        recent = keep & (self.viewed_at >= end - recent_days * DAY)
+        sampled = keep & ~recent & (np.random.default_rng(seed).random(self.n_views) < older_share)
+        chosen = recent | sampled
+        return _binary(self.view_user[chosen], self.view_video[chosen], self.n_users, self.n_videos)
+
     def ordered_views(self, before: float | None = None) -> sparse.csr_matrix:
         """Binary user x video of views strictly before ``before``, each row's videos in the order the
         user last watched them, oldest first (ties in time: the smaller video id first). Its column

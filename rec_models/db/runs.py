@@ -11,7 +11,8 @@ import psycopg
 
 def record_model_run(conn: psycopg.Connection, *, run_key: str, dag_run_id: str | None, model_name: str,
                      interval_start: datetime | None, interval_end: datetime, params: dict, counts: dict,
-                     metrics: dict, rejected_counts: dict, timings: dict) -> int:
+                     metrics: dict, rejected_counts: dict, timings: dict, train_mode: str = "full",
+                     parent_model_run_id: int | None = None) -> int:
     """Insert or, on a rerun of the same data interval, update this model's row; returns its id.
 
     A row that currently serves keeps its status until the new attempt publishes over it.
@@ -19,14 +20,17 @@ def record_model_run(conn: psycopg.Connection, *, run_key: str, dag_run_id: str 
     row = conn.execute(
         """
         INSERT INTO rec.model_runs AS m (run_key, dag_run_id, model_name, data_interval_start, data_interval_end,
-            n_users, n_videos, n_train_rows, n_holdout_rows, params, metrics, rejected_counts, timings, status)
+            n_users, n_videos, n_train_rows, n_holdout_rows, params, metrics, rejected_counts, timings, status,
+            train_mode, parent_model_run_id)
         VALUES (%(run_key)s, %(dag_run_id)s, %(model)s, %(start)s, %(end)s, %(n_users)s, %(n_videos)s,
-            %(n_train_rows)s, %(n_holdout_rows)s, %(params)s, %(metrics)s, %(rejected)s, %(timings)s, 'candidate')
+            %(n_train_rows)s, %(n_holdout_rows)s, %(params)s, %(metrics)s, %(rejected)s, %(timings)s, 'candidate',
+            %(train_mode)s, %(parent)s)
         ON CONFLICT (run_key, model_name) DO UPDATE SET
             dag_run_id = EXCLUDED.dag_run_id, data_interval_start = EXCLUDED.data_interval_start,
             n_users = EXCLUDED.n_users, n_videos = EXCLUDED.n_videos, n_train_rows = EXCLUDED.n_train_rows,
             n_holdout_rows = EXCLUDED.n_holdout_rows, params = EXCLUDED.params, metrics = EXCLUDED.metrics,
             rejected_counts = EXCLUDED.rejected_counts, timings = EXCLUDED.timings, updated_at = now(),
+            train_mode = EXCLUDED.train_mode, parent_model_run_id = EXCLUDED.parent_model_run_id,
             status = CASE WHEN EXISTS (SELECT 1 FROM rec.serving s WHERE s.model_run_id = m.model_run_id)
                           THEN m.status ELSE 'candidate' END,
             status_reason = NULL
@@ -37,6 +41,7 @@ def record_model_run(conn: psycopg.Connection, *, run_key: str, dag_run_id: str 
             "start": interval_start, "end": interval_end, **counts,
             "params": json.dumps(params), "metrics": json.dumps(metrics),
             "rejected": json.dumps(rejected_counts), "timings": json.dumps(timings),
+            "train_mode": train_mode, "parent": parent_model_run_id,
         },
     ).fetchone()
     conn.commit()
@@ -63,4 +68,56 @@ def record_gate(conn: psycopg.Connection, model_run_id: int, *, publish: bool, r
         conn.execute("UPDATE rec.model_runs SET status = 'rejected', status_reason = %s, updated_at = now() "
                      "WHERE model_run_id = %s AND NOT EXISTS (SELECT 1 FROM rec.serving s WHERE s.model_run_id = %s)",
                      (reason, model_run_id, model_run_id))
+    conn.commit()
+
+
+def recorded_lineage(conn: psycopg.Connection, run_key: str, model_name: str) -> tuple[str, int | None] | None:
+    """(train mode, parent run id) an earlier attempt of this night recorded for the model, if any:
+    a rerun trains as it did, so it reproduces."""
+    row = conn.execute("SELECT train_mode, parent_model_run_id FROM rec.model_runs "
+                       "WHERE run_key = %s AND model_name = %s AND train_mode IS NOT NULL",
+                       (run_key, model_name)).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def parent_run(conn: psycopg.Connection, model_name: str, interval_end: datetime) -> tuple[int, datetime] | None:
+    """(model run id, data interval end) of the model's latest published run whose interval ends before
+    ``interval_end``: the run a warm start continues from."""
+    row = conn.execute(
+        "SELECT model_run_id, data_interval_end FROM rec.model_runs WHERE model_name = %s "
+        "AND published_at IS NOT NULL AND data_interval_end < %s ORDER BY data_interval_end DESC LIMIT 1",
+        (model_name, interval_end)).fetchone()
+    return (int(row[0]), row[1]) if row else None
+
+
+def run_interval_end(conn: psycopg.Connection, model_run_id: int) -> datetime | None:
+    row = conn.execute("SELECT data_interval_end FROM rec.model_runs WHERE model_run_id = %s",
+                       (model_run_id,)).fetchone()
+    return row[0] if row else None
+
+
+def kept_published(conn: psycopg.Connection) -> list[tuple[str, datetime]]:
+    """(model name, data interval end) of every published run whose outputs are still kept (not pruned):
+    the runs whose checkpoints a later night may continue from."""
+    return [(r[0], r[1]) for r in conn.execute(
+        "SELECT model_name, data_interval_end FROM rec.model_runs WHERE published_at IS NOT NULL "
+        "AND coalesce(status_reason, '') NOT LIKE 'pruned%%'").fetchall()]
+
+
+def record_night_check(conn: psycopg.Connection, *, run_key: str, dag_run_id: str | None,
+                       interval_start: datetime | None, interval_end: datetime, views_in_interval: int,
+                       median_daily_views: float | None, reason: str | None) -> None:
+    """This night's data check (replacing an earlier attempt's)."""
+    conn.execute(
+        """
+        INSERT INTO rec.night_checks (run_key, dag_run_id, data_interval_start, data_interval_end, views_in_interval,
+            median_daily_views, trained, reason)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (run_key) DO UPDATE SET dag_run_id = EXCLUDED.dag_run_id,
+            data_interval_start = EXCLUDED.data_interval_start, views_in_interval = EXCLUDED.views_in_interval,
+            median_daily_views = EXCLUDED.median_daily_views, trained = EXCLUDED.trained, reason = EXCLUDED.reason,
+            checked_at = now()
+        """,
+        (run_key, dag_run_id, interval_start, interval_end, views_in_interval, median_daily_views, reason is None,
+         reason))
     conn.commit()

@@ -13,6 +13,9 @@ class PublishedRun:
 
     model_run_id: int
     ndcg: float
+    # True: the published run's own model scored on tonight's holdout (the same users and views as the
+    # candidate); False: the NDCG@10 it recorded on its own night's holdout.
+    same_holdout: bool = False
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,8 @@ def quality_gate(ndcg: float, published: PublishedRun | None, tolerance: float) 
         return GateDecision(False, "holdout NDCG@10 is not a number")
     if published is None:
         return GateDecision(True, "first run of this model")
-    versus = f"published run {published.model_run_id} ({published.ndcg:.4f})"
+    versus = f"published run {published.model_run_id} ({published.ndcg:.4f}" + \
+        (" on tonight's holdout)" if published.same_holdout else " on its own holdout)")
     if ndcg < published.ndcg - tolerance:
         return GateDecision(False, f"holdout NDCG@10 {ndcg:.4f} is worse than {versus} by more than the tolerance "
                                    f"{tolerance}")

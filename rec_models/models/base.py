@@ -6,6 +6,7 @@ import json
 from abc import ABC, abstractmethod
 from pathlib import Path
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 from scipy import sparse
 
 from rec_models.data.dataset import Dataset, Split
+from rec_models.data.id_maps import IdMaps
 from rec_models.topn import DEFAULT_BLOCK_BYTES, TopNBlock, pick_device, top_n, top_n_scored
 from rec_models.training import FitReport
 
@@ -24,6 +26,22 @@ USER_CHUNK = 65_536
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 length (zero rows stay zero): dot products become cosine similarities."""
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be continued from: missing, corrupt, or trained with other settings."""
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """What a warm start continues from: the parent run's model and the id maps of the Dataset it was
+    trained on, and how much of tonight's data the continued training reads."""
+
+    parent: "Recommender"
+    parent_ids: IdMaps
+    recent_days: float
+    history_share: float
+    epochs: int
 
 
 class Recommender(ABC):
@@ -48,15 +66,29 @@ class Recommender(ABC):
         """Learn from the views before ``before`` (all when None). ``validation`` drives early stopping
         for models trained in epochs; ``epochs`` caps them (None: the model's configured maximum)."""
 
-    def fine_tune(self, data: Dataset, *, epochs: int = 1) -> FitReport:
-        """Continue from the fitted state on every view for ``epochs`` epochs (the serving model: the
-        evaluated weights plus the newest days). A closed-form model has no weights to continue
-        from: it fits again on every view."""
+    def fine_tune(self, data: Dataset, *, epochs: int = 1, train_on: sparse.csr_matrix | None = None) -> FitReport:
+        """Continue from the fitted state for ``epochs`` epochs on the pairs of ``train_on`` (every view
+        when None): the serving model, the evaluated weights plus the newest days. A closed-form model
+        has no weights to continue from: it fits again on every view."""
         return self.fit(data)
+
+    def fit_warm(self, data: Dataset, warm: WarmStart, *, before: float | None = None,
+                 validation: Split | None = None) -> FitReport:
+        """Continue from ``warm.parent``'s weights, carried over to this Dataset's rows by source id,
+        training on the views before ``before`` that ``warm`` selects (early stopping on ``validation``).
+        Raises :class:`CheckpointError` when the parent cannot be continued from. A closed-form model
+        has no weights to continue from: it fits again."""
+        return self.fit(data, before=before, validation=validation)
 
     def refit(self, data: Dataset, chosen: FitReport) -> FitReport:
         """From scratch on every view, for the epochs early stopping chose in ``chosen``."""
         return self.fit(data, epochs=chosen.best_epoch or None)
+
+    def carry(self, data: Dataset, parent: "Recommender", parent_ids: IdMaps,
+              before: float | None = None) -> dict[str, dict[str, int]]:
+        """Become ``parent`` (trained on ``parent_ids``' rows) on this Dataset's rows, without training:
+        how an earlier run's model is scored on tonight's data."""
+        raise CheckpointError(f"{self.name} has no weights to carry over: it is fitted again each night")
 
     def features_only(self) -> "Recommender":
         """This model scoring every user from their features alone (what a domain-only user gets)."""

@@ -47,6 +47,8 @@ def pair_l2(users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
 class MatrixFactorization(NeuralRecommender):
     name = MF
     config_class = MFConfig
+    id_tables = {"user.weight": ("user", "mean"), "user_bias.weight": ("user", "mean"),
+                 "item.weight": ("video", "mean"), "item_bias.weight": ("video", "mean")}
 
     def build_module(self, shapes):
         return MFModule(shapes["n_users"], shapes["n_items"], self.config.dim)

@@ -144,6 +144,10 @@ class NCF(NeuralRecommender):
     variant = "neumf"
     config_class = NeuMFConfig
     dot_product = False
+    id_tables = {f"{part}.{table}.weight": (space, "mean") for part in ("gmf", "mlp")
+                 for table, space in (("user", "user"), ("item", "video"))} | \
+        {"retrieval_user": ("user", "mean"), "retrieval_item": ("video", "mean")}
+    carried_buffers = ("has_retrieval",)
 
     def build_module(self, shapes):
         return NCFModule(self.variant, shapes["n_users"], shapes["n_items"], self.config.dim, self.config.mlp_layers)
@@ -185,6 +189,11 @@ class NCF(NeuralRecommender):
                          [{"pretrain": "mlp", **h} for h in mlp_report.history] + report.history
         report.seconds = time.perf_counter() - started
         return report
+
+    def continue_learning_rate(self) -> float:
+        # NeuMF after pretraining trains at half the rate (its last stage); warm starts continue it so.
+        pretrained = self.variant == "neumf" and self.config.pretrain
+        return self.config.learning_rate / 2 if pretrained else self.config.learning_rate
 
     # GMF part as vectors: user p*h, video q (used by similarity, and by scoring for GMF alone).
     def _gmf_user(self, users: np.ndarray) -> np.ndarray:

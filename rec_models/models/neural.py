@@ -5,7 +5,9 @@ say how to read user and item vectors out of it."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from abc import abstractmethod
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -13,19 +15,27 @@ from torch import nn
 
 from rec_models.config import NeuralConfig
 from rec_models.data.dataset import Dataset, Split
+from rec_models.data.id_maps import IdMaps
 from rec_models.evaluation import evaluate_model
-from rec_models.models.base import FitReport, Recommender
+from rec_models.models.base import CheckpointError, FitReport, Recommender, WarmStart
+from rec_models.models.warm import carry_over
 from rec_models.topn import pick_device
 from rec_models.training import TrainSettings, auto_batch_size, auto_patience, train_multinomial, train_pointwise
 
 # Early stopping evaluates on at most this many validation users (enough for a stable signal).
 VALIDATION_USERS = 2000
 
+log = logging.getLogger(__name__)
+
 
 class NeuralRecommender(Recommender):
     config_class: type[NeuralConfig] = NeuralConfig
     # "pointwise": (user, video) pairs vs sampled negatives; "multinomial": users predict their history.
     objective = "pointwise"
+    # Warm start: state-dict keys of tables whose rows are ids (-> id space, init of rows new tonight:
+    # see rec_models.models.warm), and buffers carried over as they are.
+    id_tables: ClassVar[dict[str, tuple[str, str]]] = {}
+    carried_buffers: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: NeuralConfig | None = None, seed: int = 42):
         self.config = config or self.config_class()
@@ -53,9 +63,9 @@ class NeuralRecommender(Recommender):
         self.prepare(data, interactions, before)
         return self.train_module(data, interactions, validation, epochs)
 
-    def fine_tune(self, data: Dataset, *, epochs: int = 1) -> FitReport:
-        """Continue training the fitted weights on every view for ``epochs`` epochs: the evaluated
-        weights plus the newest days, for one epoch's cost instead of a whole refit."""
+    def fine_tune(self, data: Dataset, *, epochs: int = 1, train_on=None) -> FitReport:
+        """Continue training the fitted weights for ``epochs`` epochs on ``train_on`` (every view when
+        None): the evaluated weights plus the newest days, for one epoch's cost instead of a refit."""
         if self.module is None:
             raise ValueError(f"{self.name} has not been fitted: nothing to fine-tune")
         interactions = data.interactions()
@@ -64,7 +74,39 @@ class NeuralRecommender(Recommender):
         with torch.no_grad():
             for name, param in self.module.named_parameters():
                 param.copy_(learned[name])
-        return self.train_module(data, interactions, None, epochs)
+        return self.train_module(data, interactions if train_on is None else train_on, None, epochs)
+
+    def fit_warm(self, data: Dataset, warm: WarmStart, *, before: float | None = None,
+                 validation: Split | None = None) -> FitReport:
+        if type(warm.parent) is not type(self) or warm.parent.module is None:
+            raise CheckpointError(f"the checkpoint holds a {warm.parent.name} model, not a fitted {self.name}")
+        if warm.parent.config.weights_fingerprint() != self.config.weights_fingerprint():
+            raise CheckpointError(f"settings that shape the weights changed: checkpoint "
+                                  f"{warm.parent.config.weights_fingerprint()}, tonight {self.config.weights_fingerprint()}")
+        counts = self.carry(data, warm.parent, warm.parent_ids, before=before)
+        log.info("%s continues from its parent: %s", self.name,
+                 {key: value for key, value in counts.items() if value["new"] or value["dropped"]} or "same ids")
+        train_on = data.recent_mix(before, warm.recent_days, warm.history_share, self.seed)
+        return self.train_module(data, train_on, validation, warm.epochs, learning_rate=self.continue_learning_rate())
+
+    def carry(self, data: Dataset, parent: "NeuralRecommender", parent_ids: IdMaps,
+              before: float | None = None) -> dict[str, dict[str, int]]:
+        """Become ``parent`` on this Dataset's rows (no training): id-indexed rows carried by source id,
+        feature bags and histories of the views before ``before``. Returns rows kept, new and dropped."""
+        if type(parent) is not type(self) or parent.module is None:
+            raise CheckpointError(f"the checkpoint holds a {parent.name} model, not a fitted {self.name}")
+        self.shapes = self.shapes_for(data)
+        torch.manual_seed(self.seed)
+        self.module = self.build_module(self.shapes)
+        self.prepare(data, data.interactions(before), before)
+        counts = carry_over(self.module, parent.module, self.id_tables, self.carried_buffers, parent_ids,
+                            IdMaps.of(data))
+        self.module.eval()
+        return counts
+
+    def continue_learning_rate(self) -> float:
+        """The learning rate of training that continues from trained weights."""
+        return self.config.learning_rate
 
     def train_module(self, data: Dataset, interactions, validation: Split | None, epochs: int | None,
                      learning_rate: float | None = None) -> FitReport:

@@ -169,6 +169,11 @@ class TwoTower(NeuralRecommender):
     content_aware = True
     serves_warm_users = True
     objective = "multinomial"
+    # New videos start from their content alone (id and history rows zero), new domains and tokens
+    # from nothing: the feature towers place what is new.
+    id_tables = {"user_feature.weight": ("user_feature", "zero"), "user_history.weight": ("video", "zero"),
+                 "item_id.weight": ("video", "zero"), "item_feature.weight": ("item_feature", "zero"),
+                 "item_bias": ("video", "zero")}
 
     def __init__(self, config: TwoTowerConfig | None = None, seed: int = 42):
         super().__init__(config, seed)

@@ -41,10 +41,14 @@ def test_task_wiring(dagbag):
     ids = {t.task_id for t in dag.tasks}
     models = ("mf", "neumf", "two_tower")
     per_model = {f"{step}_{m}" for step in ("train", "evaluate", "score_videos", "score_users", "publish") for m in models}
-    assert ids == {"migrate", "validate_sources", "extract_snapshot", "train_fallbacks", "choose_serving",
-                   "summary"} | per_model
-    assert dag.get_task("validate_sources").downstream_task_ids == {"extract_snapshot"}
-    assert dag.get_task("extract_snapshot").downstream_task_ids == {"train_fallbacks"} | {f"train_{m}" for m in models}
+    assert ids == {"migrate", "validate_sources", "next_day_metrics", "extract_snapshot", "check_interval",
+                   "train_fallbacks", "choose_serving", "summary"} | per_model
+    assert dag.get_task("validate_sources").downstream_task_ids == {"extract_snapshot", "next_day_metrics"}
+    # Nothing trains before the data check; the replay of yesterday's lists never holds serving back.
+    assert dag.get_task("extract_snapshot").downstream_task_ids == {"check_interval"}
+    assert dag.get_task("check_interval").downstream_task_ids == {"train_fallbacks"} | {f"train_{m}" for m in models}
+    assert dag.get_task("check_interval").retries >= 2  # it fails with AirflowFailException: no retry of a skip
+    assert dag.get_task("next_day_metrics").downstream_task_ids == {"summary"}
     for m in models:
         assert dag.get_task(f"evaluate_{m}").upstream_task_ids == {"train_fallbacks", f"train_{m}"}
         # Warm users of every model's output are served by tonight's two-tower.
@@ -55,7 +59,7 @@ def test_task_wiring(dagbag):
         assert [a.name for a in dag.get_task(f"publish_{m}").outlets] == [
             "rec.similar_videos", "rec.user_recommendations", "rec.popular_videos"]
     assert dag.get_task("choose_serving").upstream_task_ids >= {f"publish_{m}" for m in models}
-    assert dag.get_task("summary").upstream_task_ids == {"choose_serving"}
+    assert dag.get_task("summary").upstream_task_ids == {"choose_serving", "next_day_metrics"}
 
 
 def test_params_are_the_configs_operator_settings(dagbag):
