@@ -16,7 +16,7 @@ def test_within_the_tolerance_publishes_and_beyond_it_is_rejected_with_the_figur
     assert quality_gate(0.28, published, tolerance=0.02).publish  # exactly at the tolerance
     worse = quality_gate(0.2799, published, tolerance=0.02)
     assert not worse.publish
-    assert "0.2799" in worse.reason and "published run 7 (0.3000)" in worse.reason and "0.02" in worse.reason
+    assert "0.2799" in worse.reason and "published run 7 (0.3000 on its own holdout)" in worse.reason and "0.02" in worse.reason
 
 
 def test_a_better_run_publishes_and_zero_tolerance_rejects_any_drop():
@@ -28,3 +28,8 @@ def test_a_better_run_publishes_and_zero_tolerance_rejects_any_drop():
 def test_nan_never_publishes():
     assert not quality_gate(math.nan, None, tolerance=1.0).publish
     assert not quality_gate(math.nan, PublishedRun(1, 0.1), tolerance=1.0).publish
+
+
+def test_the_reason_says_when_the_published_run_was_scored_on_tonights_holdout():
+    decision = quality_gate(0.25, PublishedRun(model_run_id=3, ndcg=0.3, same_holdout=True), tolerance=0.02)
+    assert not decision.publish and "published run 3 (0.3000 on tonight's holdout)" in decision.reason
