@@ -9,25 +9,51 @@ import psycopg
 def run_summary(conn: psycopg.Connection, run_key: str) -> dict:
     """What one nightly run did: per model its status and metrics, what serves now, rows rejected."""
     models = conn.execute(
-        "SELECT model_run_id, model_name, status, status_reason, metrics, timings, n_users, n_videos, n_train_rows "
-        "FROM rec.model_runs WHERE run_key = %s ORDER BY model_name", (run_key,)).fetchall()
+        "SELECT model_run_id, model_name, status, status_reason, metrics, timings, n_users, n_videos, n_train_rows, "
+        "train_mode, parent_model_run_id FROM rec.model_runs WHERE run_key = %s ORDER BY model_name",
+        (run_key,)).fetchall()
     serving = dict(conn.execute("SELECT output_name, model_run_id FROM rec.serving").fetchall())
     rejected = dict(conn.execute(
         "SELECT source_table, count(*) FROM rec.rejected_rows WHERE run_key = %s GROUP BY source_table",
         (run_key,)).fetchall())
     return {
         "run_key": run_key,
+        "night_check": night_check(conn, run_key),
+        "next_day": next_day_summary(conn, run_key),
         "models": [
             {"model_run_id": r[0], "model": r[1], "status": r[2], "reason": r[3],
              "ndcg@10": r[4].get("ndcg@10"), "recall@10": r[4].get("recall@10"),
              "popularity_ndcg@10": (r[4].get("baseline_popularity") or {}).get("ndcg@10"),
-             "users": r[6], "videos": r[7], "train_rows": r[8], "timings": r[5]}
+             "users": r[6], "videos": r[7], "train_rows": r[8], "timings": r[5], "train_mode": r[9],
+             "parent_model_run_id": r[10]}
             for r in models
         ],
         "serving": serving,
         "rows_current": current_row_counts(conn),
         "rejected_rows": rejected,
     }
+
+
+def night_check(conn: psycopg.Connection, run_key: str) -> dict | None:
+    """What the data check before training found for this night (None: not checked)."""
+    row = conn.execute("SELECT views_in_interval, median_daily_views, trained, reason FROM rec.night_checks "
+                       "WHERE run_key = %s", (run_key,)).fetchone()
+    return dict(zip(("views_in_interval", "median_daily_views", "trained", "reason"), row)) if row else None
+
+
+def next_day_summary(conn: psycopg.Connection, run_key: str) -> list[dict]:
+    """Per model run measured this night: next-day NDCG@10, HR@10 and users over every listed user, its
+    popular list's NDCG@10 on the same users, and its new videos (listed / viewed)."""
+    rows = conn.execute(
+        "SELECT m.model_run_id, m.model_name, n.ranker, n.segment, n.metric, n.value FROM rec.next_day_metrics n "
+        "JOIN rec.model_runs m USING (model_run_id) WHERE n.run_key = %s AND n.segment IN ('all', 'new_videos') "
+        "ORDER BY m.model_name", (run_key,)).fetchall()
+    out: dict[int, dict] = {}
+    for run_id, model, ranker, segment, metric, value in rows:
+        entry = out.setdefault(run_id, {"model_run_id": run_id, "model": model})
+        key = metric if segment == "all" else f"new_videos_{metric}".replace("new_videos_new_videos", "new_videos")
+        entry[key if ranker == "model" else f"popularity_{metric}"] = value
+    return list(out.values())
 
 
 def current_row_counts(conn: psycopg.Connection) -> dict[str, int]:
@@ -65,6 +91,15 @@ def demo_report(conn: psycopg.Connection, samples: int = 3, top: int = 5) -> str
     base = serving[0][4].get("baseline_popularity", {})
     lines.append(f"  {'popularity':<10} {'baseline':<10} {base.get('ndcg@10', float('nan')):>8.4f} "
                  f"{base.get('recall@10', float('nan')):>10.4f} {base.get('hr@10', float('nan')):>7.4f}")
+    measured = next_day_summary(conn, run_key)
+    if measured:
+        lines += ["", f"next day (the lists that served before {run_key} against its new views, top 10):",
+                  f"  {'model':<10} {'run':>6} {'users':>7} {'NDCG@10':>8} {'popular':>8} {'HR@10':>7}  new videos listed/viewed"]
+        for m in measured:
+            lines.append(f"  {m['model']:<10} {m['model_run_id']:>6} {m.get('users', 0):>7.0f} "
+                         f"{m.get('ndcg@10', float('nan')):>8.4f} {m.get('popularity_ndcg@10', float('nan')):>8.4f} "
+                         f"{m.get('hr@10', float('nan')):>7.4f}  {m.get('new_videos_listed', 0):.0f}/"
+                         f"{m.get('new_videos_viewed', 0):.0f} of {m.get('new_videos', 0):.0f}")
     videos = conn.execute(
         "SELECT video_id FROM (SELECT DISTINCT video_id FROM rec.similar_videos_current) v "
         "ORDER BY hashint8(video_id) LIMIT %s", (samples,)).fetchall()

@@ -71,8 +71,12 @@ def create_app(database: Callable[[], UIDatabase], user_dependency: Callable[...
         db = database()
         with connect(db) as c:
             runs = queries.model_runs(c)
-        charts = pages.metric_chart(runs, "ndcg@10") + " " + pages.metric_chart(runs, "recall@10")
-        body = (f"<h2>Holdout quality per model</h2>{charts}<h2>Recent runs</h2>"
+            next_day = queries.next_day_points(c)
+        charts = pages.metric_chart(runs, "ndcg@10") + " " + pages.metric_chart(next_day, "ndcg@10", label="next day")
+        body = (f"<h2>Quality per model: holdout, and the next day</h2>{charts}"
+                f"<p class='muted'>Holdout: each candidate on the last day before its data ends. Next day: the lists "
+                f"a published run served, against what people watched the day after (its popular list as "
+                f"the baseline).</p><h2>Recent runs</h2>"
                 f"<p class='muted'>Every model trained each night is recorded; a candidate publishes only if its "
                 f"holdout NDCG@10 passes the quality gate. The reason column says why.</p>{pages.runs_table(runs)}")
         return render("Model runs", body, db)

@@ -42,7 +42,7 @@ def fmt(value, digits: int = 4) -> str:
 
 
 def runs_table(runs: list[dict]) -> str:
-    head = ("<tr><th>run</th><th>model</th><th>data up to</th><th>status</th><th>users</th><th>videos</th>"
+    head = ("<tr><th>run</th><th>model</th><th>data up to</th><th>status</th><th>trained</th><th>users</th><th>videos</th>"
             "<th>train rows</th><th>NDCG@10</th><th>Recall@10</th><th>train s</th><th>why</th></tr>")
     rows = []
     for r in runs:
@@ -51,6 +51,7 @@ def runs_table(runs: list[dict]) -> str:
             status += " <span class='pill serving'>serving now</span>"
         m, t = r["metrics"] or {}, r["timings"] or {}
         rows.append(f"<tr><td>{r['id']}</td><td>{escape(r['model'])}</td><td>{escape(str(r['end']))}</td><td>{status}</td>"
+                    f"<td>{escape(r.get('train_mode') or '')}</td>"
                     f"<td>{fmt(r['users'])}</td><td>{fmt(r['videos'])}</td><td>{fmt(r['train_rows'])}</td>"
                     f"<td>{fmt(m.get('ndcg@10'))}</td><td>{fmt(m.get('recall@10'))}</td>"
                     f"<td>{fmt(t.get('train_seconds'), 1)}</td><td class='muted'>{escape(r['reason'] or '')}</td></tr>")

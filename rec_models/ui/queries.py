@@ -2,18 +2,41 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import psycopg
 
 
 def model_runs(conn: psycopg.Connection, limit: int = 60) -> list[dict]:
     rows = conn.execute(
         "SELECT m.model_run_id, m.model_name, m.run_key, m.data_interval_end, m.status, m.status_reason, "
-        "m.n_users, m.n_videos, m.n_train_rows, m.metrics, m.timings, m.published_at, "
+        "m.n_users, m.n_videos, m.n_train_rows, m.metrics, m.timings, m.published_at, m.train_mode, "
         "EXISTS (SELECT 1 FROM rec.serving s WHERE s.model_run_id = m.model_run_id) AS serving "
         "FROM rec.model_runs m ORDER BY m.data_interval_end DESC, m.model_name LIMIT %s", (limit,)).fetchall()
     keys = ["id", "model", "run_key", "end", "status", "reason", "users", "videos", "train_rows", "metrics",
-            "timings", "published_at", "serving"]
+            "timings", "published_at", "train_mode", "serving"]
     return [dict(zip(keys, r)) for r in rows]
+
+
+def next_day_points(conn: psycopg.Connection, metric: str = "ndcg@10", nights: int = 60) -> list[dict]:
+    """Next-day ``metric`` over every listed user, per model and night, shaped as metric_chart's runs;
+    the popular list (the same fallback model under every run) as one more series, "popularity"."""
+    rows = conn.execute(
+        "SELECT m.model_name, n.run_key, n.ranker, n.value, "
+        "EXISTS (SELECT 1 FROM rec.serving s WHERE s.model_run_id = m.model_run_id) "
+        "FROM rec.next_day_metrics n JOIN rec.model_runs m USING (model_run_id) "
+        "WHERE n.segment = 'all' AND n.metric = %s AND n.run_key >= ("
+        "  SELECT coalesce(min(k), '') FROM (SELECT DISTINCT run_key AS k FROM rec.next_day_metrics "
+        "  ORDER BY 1 DESC LIMIT %s) recent) ORDER BY n.run_key, m.model_name", (metric, nights)).fetchall()
+    points, popular_seen = [], set()
+    for model, run_key, ranker, value, serving in rows:
+        end = datetime.fromisoformat(run_key)
+        if ranker == "model":
+            points.append({"model": model, "end": end, "metrics": {metric: value}, "serving": serving})
+        elif run_key not in popular_seen:
+            popular_seen.add(run_key)
+            points.append({"model": "popularity", "end": end, "metrics": {metric: value}, "serving": False})
+    return points
 
 
 def find_videos(conn: psycopg.Connection, query: str, limit: int = 20) -> list[tuple]:

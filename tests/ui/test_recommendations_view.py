@@ -34,7 +34,8 @@ def recs_db(database_factory, small_world, tmp_path_factory):
         seed_world(conn, small_world)
     config = dataclasses.replace(PipelineConfig.from_params({"top_n": 10, "mf_epochs": 5, "two_tower_epochs": 10}),
                                  run_root=str(tmp_path_factory.mktemp("runs")))
-    for end in (END - timedelta(days=1), END):  # two nights, so churn has a previous run
+    # Three nights: churn has a previous run, next-day metrics a line of two nights.
+    for end in (END - timedelta(days=2), END - timedelta(days=1), END):
         pipeline.run_all(Run(database_url=url, interval_end=end, config=config), ("mf", "two_tower"))
     return url
 
@@ -84,7 +85,15 @@ def test_plugin_is_in_the_nav(api_server):
 
 def test_model_runs_page(api_server, recs_db):
     body = get(api_server, "/")
-    assert "Holdout quality per model" in body and "<svg" in body and "<polyline" in body
+    assert "Quality per model: holdout, and the next day" in body and "<svg" in body and "<polyline" in body
+    # Next day: each model's published lists against the following day's views, popularity alongside.
+    assert "ndcg@10 (next day)" in body and "popularity" in body
+    with psycopg.connect(recs_db) as conn:
+        next_day = conn.execute("SELECT n.value FROM rec.next_day_metrics n JOIN rec.model_runs m USING (model_run_id) "
+                                "WHERE m.model_name = 'two_tower' AND n.ranker = 'model' AND n.segment = 'all' "
+                                "AND n.metric = 'ndcg@10' ORDER BY n.run_key DESC LIMIT 1").fetchone()[0]
+    assert f"{next_day:.4f}" in body
+    assert "<td>full</td>" in body and "<td>warm</td>" in body  # how each run was trained
     assert "serving now" in body and "two_tower" in body and "mf" in body
     # Charts with axes: dated x ticks, value ticks from 0, exact values on hover, the serving run ringed.
     assert "data interval end (UTC)" in body and f">{(END - timedelta(days=1)):%Y-%m-%d}<" in body
