@@ -1,0 +1,199 @@
+"""Night after night through Airflow's own scheduler: an evolving world seeded one day at a time,
+each night then run by the scheduler and LocalExecutor (a triggered run for that one data interval),
+once with ``train_mode=full`` and once with ``train_mode=warm`` on the same world.
+
+    python -m bench.nights [--size S|M] [--nights N] [--modes full,warm] [--fresh]   (make bench-nights)
+
+Each mode has its own recommendations and Airflow databases (kept, so an interrupted bench resumes at
+the first night without a saved result; --fresh starts over) and its results in
+var/bench-nights/<SIZE>/<mode>/night_NN.json. One row per night, mode and model: the interval's
+views, train seconds, the DAG run's seconds, holdout NDCG@10, next-day NDCG@10 (the lists that served
+during the interval, against its new views, every listed user: hot, warm and cold), churn against the
+model's previous run, and the gate's decision. Bad nights are scripted by the world (a burst of
+malformed rows, a re-delivered day, a day whose views come a day late, a day without views): a night
+that keeps serving is one whose DAG run ends as it should (trained on the quarantined data, or failed
+visibly at the data check with the reason recorded) with serving never left empty. The last line:
+    nights: <N> size <S|M>, warm/full train time <r>x, next-day NDCG@10 warm=<a> full=<b>, bad nights <kept>/<scripted> kept serving
+where r = full's train seconds / warm's, summed over every night (forced full retrains included),
+and a, b the mean next-day NDCG@10 of the serving run over the nights measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from bench.scale import SIZES
+from rec_models.config import PROJECT_ROOT
+from rec_models.data.evolving import EvolvingSpec, generate_evolving, nights_before
+from rec_models.data.seed import seed_days
+from rec_models.db.connect import ensure_database, resolve_database_url, with_database
+from rec_models.db.migrate import apply_migrations
+from rec_models.names import MODEL_NAMES
+from rec_models.scheduler import LocalScheduler
+
+OUT = PROJECT_ROOT / "var" / "bench-nights"
+BAD_NIGHTS = ((4, "malformed"), (6, "redelivered"), (8, "late"), (11, "no_views"))
+
+
+def world_for(size: str, nights: int, last_end):
+    bad = tuple((n, k) for n, k in BAD_NIGHTS if n < nights) if nights >= 12 else \
+        tuple((n, k) for n, k in ((2, "malformed"), (3, "redelivered"), (4, "late"), (6, "no_views")) if n < nights)
+    return generate_evolving(EvolvingSpec(world=SIZES[size], nights=nights, bad_nights=bad), last_end)
+
+
+def run_mode(world, size: str, mode: str, fresh: bool, conf: dict) -> list[dict]:
+    server = resolve_database_url("postgres")
+    names = {"recs": f"bench_nights_{size}_{mode}".lower(), "meta": f"airflow_bench_nights_{size}_{mode}".lower()}
+    folder = OUT / size / mode
+    if fresh:
+        shutil.rmtree(folder, ignore_errors=True)
+        with psycopg.connect(server, autocommit=True) as conn:
+            for name in names.values():
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    for name in names.values():
+        ensure_database(server, name)
+    recs, meta = with_database(server, names["recs"]), with_database(server, names["meta"])
+    apply_migrations(recs)
+    folder.mkdir(parents=True, exist_ok=True)
+    results = []
+    pending = [n for n in range(1, world.spec.nights + 1) if not (folder / f"night_{n:02d}.json").exists()]
+    if pending:
+        with LocalScheduler(recs, meta, folder / "airflow", folder / "runs") as scheduler:
+            for night in pending:
+                with psycopg.connect(recs) as conn:
+                    seed_days(conn, world, night, replace_foreign=True)
+                    serving_before = dict(conn.execute("SELECT output_name, model_run_id FROM rec.serving").fetchall())
+                run_id = f"bench_{mode}_{night:02d}"
+                state = scheduler.wait(scheduler.trigger(world.night_end(night), {**conf, "train_mode": mode}, run_id),
+                                       timeout=4 * 3600)
+                record = _night_record(recs, world, night, state, scheduler.run_seconds(run_id),
+                                       scheduler.task_states(run_id), serving_before)
+                (folder / f"night_{night:02d}.json").write_text(json.dumps(record, indent=1, default=str))
+                _print_night(mode, record)
+    for night in range(1, world.spec.nights + 1):
+        results.append(json.loads((folder / f"night_{night:02d}.json").read_text()))
+    return results
+
+
+def _night_record(recs, world, night, state, seconds, tasks, serving_before) -> dict:
+    end = world.night_end(night)
+    with psycopg.connect(recs) as conn:
+        check = conn.execute("SELECT views_in_interval, trained, reason FROM rec.night_checks WHERE run_key = %s",
+                             (end.isoformat(),)).fetchone()
+        models = {}
+        for name, run_id, mode, status, reason, ndcg, train_s, churn in conn.execute(
+                "SELECT m.model_name, m.model_run_id, m.train_mode, m.status, m.status_reason, "
+                "(m.metrics->>'ndcg@10')::float8, (m.timings->>'train_seconds')::float8, h.churn "
+                "FROM rec.model_runs m LEFT JOIN rec.run_health h USING (model_run_id) WHERE m.data_interval_end = %s",
+                (end,)).fetchall():
+            models[name] = {"model_run_id": run_id, "train_mode": mode, "status": status, "reason": reason,
+                            "holdout_ndcg": ndcg, "train_seconds": train_s, "churn": churn}
+        next_day = {}
+        for name, run_id, ranker, value in conn.execute(
+                "SELECT m.model_name, m.model_run_id, n.ranker, n.value FROM rec.next_day_metrics n "
+                "JOIN rec.model_runs m USING (model_run_id) WHERE n.run_key = %s AND n.segment = 'all' "
+                "AND n.metric = 'ndcg@10'", (end.isoformat(),)).fetchall():
+            next_day.setdefault(name, {"model_run_id": run_id})[ranker] = value
+        serving_after = dict(conn.execute("SELECT output_name, model_run_id FROM rec.serving").fetchall())
+        rejected = conn.execute("SELECT count(*) FROM rec.rejected_rows WHERE run_key = %s",
+                                (end.isoformat(),)).fetchone()[0]
+    return {"night": night, "end": end, "bad": world.spec.bad_night(night), "state": state, "seconds": seconds,
+            "views": check[0] if check else None, "trained": check[1] if check else None,
+            "skip_reason": check[2] if check else None, "models": models, "next_day": next_day,
+            "serving_before": serving_before, "serving_after": serving_after, "rejected_rows": rejected,
+            "failed_tasks": sorted(t for t, s in tasks.items() if s == "failed")}
+
+
+def _print_night(mode: str, r: dict) -> None:
+    serving = r["serving_before"].get("user_recommendations")
+    for name in MODEL_NAMES:
+        m, nd = r["models"].get(name, {}), r["next_day"].get(name, {})
+        mark = "*" if nd.get("model_run_id") == serving else " "
+        print(f"{r['night']:>5} {mode:<5} {name:<9} {r['views'] if r['views'] is not None else '—':>8} "
+              f"{_f(m.get('train_seconds'), 1):>8} {_f(r['seconds'], 0):>7} {_f(m.get('holdout_ndcg')):>8} "
+              f"{_f(nd.get('model')):>8}{mark} {_f(nd.get('popularity')):>8} {_f(m.get('churn'), 3):>6} "
+              f"{(m.get('train_mode') or '—'):<5} {(m.get('status') or r['skip_reason'] or r['state'])[:60]}"
+              + (f"  [{r['bad']}]" if r["bad"] else ""), flush=True)
+
+
+def _f(value, digits: int = 4) -> str:
+    return "—" if value is None or value != value else f"{value:.{digits}f}"
+
+
+def _summary(results: list[dict]) -> dict:
+    train = sum(m.get("train_seconds") or 0 for r in results for m in r["models"].values())
+    served, ahead, measured = [], 0, 0
+    for r in results:
+        serving = r["serving_before"].get("user_recommendations")
+        for nd in r["next_day"].values():
+            if nd.get("model_run_id") == serving and "model" in nd:
+                served.append(nd["model"])
+                measured += 1
+                ahead += nd["model"] > nd.get("popularity", float("inf"))
+    kept = 0
+    for r in results:
+        if not r["bad"]:
+            continue
+        serving_ok = bool(r["serving_after"]) and (r["state"] == "success" or r["serving_after"] == r["serving_before"])
+        if r["bad"] in ("late", "no_views"):
+            handled = r["state"] == "failed" and r["trained"] is False and bool(r["skip_reason"])
+        else:  # malformed, re-delivered: quarantined with reasons, then trained as any night
+            handled = r["state"] == "success" and r["rejected_rows"] > 0
+        kept += serving_ok and handled
+    return {"train_seconds": train, "next_day": sum(served) / len(served) if served else float("nan"),
+            "ahead_of_popularity": f"{ahead}/{measured}", "bad_kept": kept,
+            "bad_scripted": sum(1 for r in results if r["bad"])}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=("S", "M"), default="S")
+    parser.add_argument("--nights", type=int)
+    parser.add_argument("--modes", default="full,warm")
+    parser.add_argument("--fresh", action="store_true", help="drop saved nights and databases, start over")
+    args = parser.parse_args(argv)
+    nights = args.nights or (14 if args.size == "S" else 7)
+    if args.size == "M" and nights < 7:
+        parser.error("SIZE=M needs at least 7 nights")
+    last_end_file = OUT / args.size / "world.json"
+    if args.fresh or not last_end_file.exists() or json.loads(last_end_file.read_text())["nights"] != nights:
+        from datetime import datetime, timezone
+        last_end_file.parent.mkdir(parents=True, exist_ok=True)
+        last_end_file.write_text(json.dumps({"nights": nights, "last_end": nights_before(datetime.now(timezone.utc), 0).isoformat()}))
+        args.fresh = True
+    from datetime import datetime
+    world = world_for(args.size, nights, datetime.fromisoformat(json.loads(last_end_file.read_text())["last_end"]))
+    conf = {"user_shards": 2}
+    started = time.perf_counter()
+    print(f"{'night':>5} {'mode':<5} {'model':<9} {'views':>8} {'train s':>8} {'night s':>7} {'holdout':>8} "
+          f"{'next-day':>9} {'popular':>8} {'churn':>6} {'train':<5} gate  (* serving during the day)")
+    summaries = {}
+    for mode in args.modes.split(","):
+        results = run_mode(world, args.size, mode, args.fresh, conf)
+        if not any(r for r in results):
+            continue
+        summaries[mode] = _summary(results)
+    load = os.getloadavg()[0]
+    print(f"\n{'mode':<5} {'train s (all nights)':>21} {'next-day NDCG@10':>17} {'ahead of popular':>17} bad nights kept")
+    for mode, s in summaries.items():
+        print(f"{mode:<5} {s['train_seconds']:>21.1f} {s['next_day']:>17.4f} {s['ahead_of_popularity']:>17} "
+              f"{s['bad_kept']}/{s['bad_scripted']}")
+    print(f"(load average {load:.2f} on {os.cpu_count()} cores, {time.perf_counter() - started:.0f} s)")
+    warm, full = summaries.get("warm"), summaries.get("full")
+    if warm and full:
+        ratio = full["train_seconds"] / max(warm["train_seconds"], 1e-9)
+        print(f"nights: {nights} size {args.size}, warm/full train time {ratio:.1f}x, next-day NDCG@10 "
+              f"warm={warm['next_day']:.4f} full={full['next_day']:.4f}, bad nights "
+              f"{warm['bad_kept'] + full['bad_kept']}/{warm['bad_scripted'] + full['bad_scripted']} kept serving")
+
+
+if __name__ == "__main__":
+    main()

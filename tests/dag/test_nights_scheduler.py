@@ -1,0 +1,95 @@
+"""Four nights of an evolving world through Airflow's own scheduler and LocalExecutor: the first
+trains from scratch, the next two continue warm from their parents (recorded), each measures the
+lists served before it against its day's views, and a night with no views fails visibly before
+training while the previous runs keep serving."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from rec_models.data.evolving import EvolvingSpec, generate_evolving
+from rec_models.data.seed import seed_days
+from rec_models.data.synthetic import WorldSpec
+from rec_models.db.migrate import apply_migrations
+from rec_models.scheduler import LocalScheduler
+from tests.conftest import END
+
+# Small and quick; a tolerance of 1 lets every candidate publish, so lineage is what is tested here.
+CONF = {"top_n": 10, "mf_epochs": 8, "neumf_epochs": 4, "two_tower_epochs": 10, "quality_tolerance": 1.0,
+        "user_shards": 2}
+
+
+@pytest.fixture(scope="module")
+def nights(database_factory, tmp_path_factory):
+    recs = database_factory()
+    apply_migrations(recs)
+    world = generate_evolving(EvolvingSpec(
+        world=WorldSpec(n_users=1000, n_videos=250, n_views=30_000, n_domain_visits=30_000, seed=13),
+        nights=4, warmup_days=14, bad_nights=((4, "no_views"),)), END)
+    home = tmp_path_factory.mktemp("scheduler")
+    scheduler = LocalScheduler(recs, database_factory("airflow_meta"), home / "airflow", home / "runs")
+    results = {}
+    with scheduler:
+        for night in range(1, 5):
+            with psycopg.connect(recs) as conn:
+                seed_days(conn, world, night)
+            with psycopg.connect(recs) as conn:
+                serving_before = dict(conn.execute("SELECT output_name, model_run_id FROM rec.serving").fetchall())
+            run_id = scheduler.trigger(world.night_end(night), CONF, f"night_{night}")
+            state = scheduler.wait(run_id, timeout=900)
+            results[night] = {"state": state, "tasks": scheduler.task_states(run_id), "run_id": run_id,
+                              "end": world.night_end(night), "serving_before": serving_before}
+    return recs, results, home / "runs"
+
+
+def _runs(conn, end):
+    return {r[0]: r[1:] for r in conn.execute(
+        "SELECT model_name, model_run_id, train_mode, parent_model_run_id, status FROM rec.model_runs "
+        "WHERE data_interval_end = %s", (end,)).fetchall()}
+
+
+def test_nights_warm_start_from_their_parents(nights):
+    recs, results, run_root = nights
+    for night in (1, 2, 3):
+        assert results[night]["state"] == "success", results[night]["tasks"]
+    with psycopg.connect(recs) as conn:
+        first, second, third = (_runs(conn, results[n]["end"]) for n in (1, 2, 3))
+        assert set(first) == {"mf", "neumf", "two_tower"}
+        for model in first:
+            assert first[model][1:] == ("full", None, "published"), model
+            assert second[model][1:] == ("warm", first[model][0], "published"), model
+            assert third[model][1:] == ("warm", second[model][0], "published"), model
+        # Each published run keeps the checkpoint a later night continues from.
+        for night in (1, 2, 3):
+            slug = results[night]["end"].strftime("%Y-%m-%dT%H%M%SZ")
+            assert {p.name for p in (run_root / slug / "checkpoints").iterdir()} == {"mf", "neumf", "two_tower"}
+
+
+def test_each_night_measures_what_served_before_it(nights):
+    recs, results, _ = nights
+    with psycopg.connect(recs) as conn:
+        for night in (2, 3):
+            rows = conn.execute(
+                "SELECT m.model_name, m.data_interval_end, n.value FROM rec.next_day_metrics n "
+                "JOIN rec.model_runs m USING (model_run_id) WHERE n.run_key = %s AND n.ranker = 'model' "
+                "AND n.segment = 'all' AND n.metric = 'ndcg@10'", (results[night]["end"].isoformat(),)).fetchall()
+            assert {r[0] for r in rows} == {"mf", "neumf", "two_tower"}, night
+            assert {r[1] for r in rows} == {results[night - 1]["end"]}  # yesterday's runs
+            assert all(0 < r[2] <= 1 for r in rows)
+        assert conn.execute("SELECT count(*) FROM rec.next_day_metrics WHERE run_key = %s",
+                            (results[1]["end"].isoformat(),)).fetchone()[0] == 0  # nothing served before night 1
+
+
+def test_a_night_without_views_fails_before_training_and_keeps_serving(nights):
+    recs, results, _ = nights
+    bad = results[4]
+    assert bad["state"] == "failed"
+    assert bad["tasks"]["check_interval"] == "failed" and bad["tasks"]["next_day_metrics"] == "success"
+    assert all(bad["tasks"][f"train_{m}"] == "upstream_failed" for m in ("mf", "neumf", "two_tower"))
+    with psycopg.connect(recs) as conn:
+        assert conn.execute("SELECT trained, reason, views_in_interval FROM rec.night_checks WHERE run_key = %s",
+                            (bad["end"].isoformat(),)).fetchone() == (False, "no views in the interval: upstream data late?", 0)
+        assert not _runs(conn, bad["end"])  # nothing trained, nothing recorded as a candidate
+        serving = dict(conn.execute("SELECT output_name, model_run_id FROM rec.serving").fetchall())
+    assert serving == bad["serving_before"] and serving
