@@ -32,7 +32,7 @@ from psycopg import sql
 
 from bench.scale import SIZES
 from rec_models.config import PROJECT_ROOT
-from rec_models.data.evolving import EvolvingSpec, generate_evolving, nights_before
+from rec_models.data.evolving import EvolvingSpec, generate_evolving, last_night_end, scripted_bad_nights
 from rec_models.data.seed import seed_days
 from rec_models.db.connect import ensure_database, resolve_database_url, with_database
 from rec_models.db.migrate import apply_migrations
@@ -40,13 +40,11 @@ from rec_models.names import MODEL_NAMES
 from rec_models.scheduler import LocalScheduler
 
 OUT = PROJECT_ROOT / "var" / "bench-nights"
-BAD_NIGHTS = ((4, "malformed"), (6, "redelivered"), (8, "late"), (11, "no_views"))
 
 
 def world_for(size: str, nights: int, last_end):
-    bad = tuple((n, k) for n, k in BAD_NIGHTS if n < nights) if nights >= 12 else \
-        tuple((n, k) for n, k in ((2, "malformed"), (3, "redelivered"), (4, "late"), (6, "no_views")) if n < nights)
-    return generate_evolving(EvolvingSpec(world=SIZES[size], nights=nights, bad_nights=bad), last_end)
+    return generate_evolving(EvolvingSpec(world=SIZES[size], nights=nights, bad_nights=scripted_bad_nights(nights)),
+                             last_end)
 
 
 def run_mode(world, size: str, mode: str, fresh: bool, conf: dict) -> list[dict]:
@@ -167,7 +165,7 @@ def main(argv=None) -> None:
     if args.fresh or not last_end_file.exists() or json.loads(last_end_file.read_text())["nights"] != nights:
         from datetime import datetime, timezone
         last_end_file.parent.mkdir(parents=True, exist_ok=True)
-        last_end_file.write_text(json.dumps({"nights": nights, "last_end": nights_before(datetime.now(timezone.utc), 0).isoformat()}))
+        last_end_file.write_text(json.dumps({"nights": nights, "last_end": last_night_end(datetime.now(timezone.utc)).isoformat()}))
         args.fresh = True
     from datetime import datetime
     world = world_for(args.size, nights, datetime.fromisoformat(json.loads(last_end_file.read_text())["last_end"]))

@@ -77,13 +77,13 @@ def cmd_seed_demo(args) -> None:
 
 def _seed_days(url: str, spec, args) -> None:
     """The evolving world: its warm-up and nights 1..--days, appended (days already there are kept)."""
-    from rec_models.data.evolving import EvolvingSpec, generate_evolving, nights_before
+    from rec_models.data.evolving import EvolvingSpec, generate_evolving, last_night_end, scripted_bad_nights
     from rec_models.data.seed import seed_days
     from rec_models.db import connect
 
     nights = args.nights or max(args.days, 14)
-    last_end = _parse_end(args.end) if args.end else nights_before(datetime.now(timezone.utc), nights)
-    ew = generate_evolving(EvolvingSpec(world=spec, nights=nights), last_end)
+    last_end = _parse_end(args.end) if args.end else last_night_end(datetime.now(timezone.utc))
+    ew = generate_evolving(EvolvingSpec(world=spec, nights=nights, bad_nights=scripted_bad_nights(nights)), last_end)
     with connect(url) as conn:
         written = seed_days(conn, ew, args.days, replace_foreign=args.replace)
     print(f"seeded days {', '.join(map(str, written))}" if written else f"days 0..{args.days} already seeded")

@@ -10,7 +10,7 @@ rows are what would arrive that day. Night d's data interval is day d: it ends a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -19,6 +19,22 @@ from rec_models.data.synthetic import World, WorldSpec, generate_world
 
 DAY = 86_400
 BAD_NIGHT_KINDS = ("malformed", "redelivered", "late", "no_views")
+
+
+# The bad nights of a 14-night world; shorter or longer worlds spread them the same way.
+SCRIPT = ((4, "malformed"), (6, "redelivered"), (8, "late"), (11, "no_views"))
+
+
+def scripted_bad_nights(nights: int) -> tuple[tuple[int, str], ...]:
+    """``SCRIPT`` spread over ``nights``: never night 1 (nothing serves yet), never the last night for a
+    late day (its views come the night after), never the night a late day arrives."""
+    chosen: list[tuple[int, str]] = []
+    for position, kind in SCRIPT:
+        night = round(position * nights / 14)
+        taken = {n for n, _ in chosen} | {n + 1 for n, k in chosen if k == "late"}
+        if 2 <= night < nights and night not in taken:
+            chosen.append((night, kind))
+    return tuple(chosen)
 
 
 @dataclass(frozen=True)
@@ -31,8 +47,7 @@ class EvolvingSpec:
     wave_share: float = 0.5  # of videos whose views come in a wave around a peak day
     wave_days: float = 4.0  # how fast a wave rises and fades (e-folding, days)
     # (night, kind): nights whose delivery goes wrong, as upstream systems do.
-    bad_nights: tuple[tuple[int, str], ...] = field(default_factory=lambda: ((4, "malformed"), (6, "redelivered"),
-                                                                              (8, "late"), (11, "no_views")))
+    bad_nights: tuple[tuple[int, str], ...] = SCRIPT
 
     def __post_init__(self) -> None:
         if self.nights < 1 or self.warmup_days < 3:
@@ -136,7 +151,8 @@ def day_rows(ew: EvolvingWorld, day: int) -> DayRows:
     return DayRows(videos=videos, views=views, visits=visits, malformed_views=malformed)
 
 
-def nights_before(now: datetime, nights: int) -> datetime:
-    """A last night's interval end early enough that every night is over by ``now`` (02:00 UTC)."""
+def last_night_end(now: datetime) -> datetime:
+    """The interval end (02:00 UTC) of a last night that is a day over by ``now``: every row of the
+    world lies in the past, as validation requires."""
     end = now.replace(hour=2, minute=0, second=0, microsecond=0)
     return (end if end <= now else end - timedelta(days=1)) - timedelta(days=1)

@@ -18,7 +18,8 @@ LAYERS = [
     {"rec_models.evaluation", "rec_models.training"},
     {"rec_models.models"},
     {"rec_models.scoring", "rec_models.run", "rec_models.report"},
-    {"rec_models.pipeline", "rec_models.ui", "rec_models.devstack", "rec_models.scheduler"},
+    {"rec_models.pipeline", "rec_models.ui", "rec_models.devstack"},
+    {"rec_models.scheduler"},
     {"rec_models.__main__"},
 ]
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rec_models.data.checks import check_interval
-from rec_models.data.evolving import DAY, EvolvingSpec, day_rows, generate_evolving
+from rec_models.data.evolving import DAY, SCRIPT, EvolvingSpec, day_rows, generate_evolving, scripted_bad_nights
 from rec_models.data.synthetic import WorldSpec
 from rec_models.db.next_day import ranking_metrics
 from rec_models.run import prune_run_folders, run_folder
@@ -115,3 +115,11 @@ def test_bad_night_scripts_are_checked():
     with pytest.raises(ValueError, match="needs a night after it"):
         EvolvingSpec(world=WorldSpec(), nights=3, bad_nights=((3, "late"),))
     assert dataclasses.replace(EvolvingSpec(world=WorldSpec()), bad_nights=()).bad_night(4) is None
+
+
+def test_the_script_of_bad_nights_spreads_over_any_length():
+    assert scripted_bad_nights(14) == SCRIPT
+    assert scripted_bad_nights(7) == ((2, "malformed"), (3, "redelivered"), (4, "late"), (6, "no_views"))
+    assert scripted_bad_nights(3) == ((2, "late"),) and scripted_bad_nights(2) == ()
+    for nights in range(1, 40):
+        EvolvingSpec(world=WorldSpec(), nights=nights, bad_nights=scripted_bad_nights(nights))  # always valid
