@@ -114,7 +114,7 @@ def _print_night(mode: str, r: dict) -> None:
     serving = r["serving_before"].get("user_recommendations")
     for name in MODEL_NAMES:
         m, nd = r["models"].get(name, {}), r["next_day"].get(name, {})
-        mark = "*" if nd.get("model_run_id") == serving else " "
+        mark = "*" if serving is not None and nd.get("model_run_id") == serving else " "
         print(f"{r['night']:>5} {mode:<5} {name:<9} {r['views'] if r['views'] is not None else '—':>8} "
               f"{_f(m.get('train_seconds'), 1):>8} {_f(r['seconds'], 0):>7} {_f(m.get('holdout_ndcg')):>8} "
               f"{_f(nd.get('model')):>8}{mark} {_f(nd.get('popularity')):>8} {_f(m.get('churn'), 3):>6} "

@@ -151,19 +151,21 @@ def nightly_recommendations():
 
         return pipeline.score_users(_run(), model_name, evaluation, two_tower, shard)
 
-    @task(outlets=OUTPUT_ASSETS)
+    # A model the gate rejected maps its user scoring over no shards, which Airflow marks skipped; a
+    # skip must not spread to the publish step (it records "not published") or to choosing what serves.
+    @task(outlets=OUTPUT_ASSETS, trigger_rule="none_failed")
     def publish(model_name: str, evaluation: dict) -> dict:
         from rec_models import pipeline
 
         return pipeline.publish(_run(), model_name, evaluation)
 
-    @task
+    @task(trigger_rule="none_failed")
     def choose_serving(evaluations: list[dict]) -> dict:
         from rec_models import pipeline
 
         return pipeline.choose_serving(_run(), evaluations)
 
-    @task
+    @task(trigger_rule="none_failed")
     def summary() -> dict:
         from rec_models import pipeline
 

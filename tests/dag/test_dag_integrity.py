@@ -47,7 +47,9 @@ def test_task_wiring(dagbag):
     # Nothing trains before the data check; the replay of yesterday's lists never holds serving back.
     assert dag.get_task("extract_snapshot").downstream_task_ids == {"check_interval"}
     assert dag.get_task("check_interval").downstream_task_ids == {"train_fallbacks"} | {f"train_{m}" for m in models}
-    assert dag.get_task("check_interval").retries >= 2  # it fails with AirflowFailException: no retry of a skip
+    # A rejected model's user scoring maps over no shards (skipped): that must not skip what follows.
+    for task_id in [f"publish_{m}" for m in models] + ["choose_serving", "summary"]:
+        assert dag.get_task(task_id).trigger_rule == "none_failed", task_id
     assert dag.get_task("next_day_metrics").downstream_task_ids == {"summary"}
     for m in models:
         assert dag.get_task(f"evaluate_{m}").upstream_task_ids == {"train_fallbacks", f"train_{m}"}

@@ -65,3 +65,26 @@ def test_dag_run_publishes_and_rerun_is_idempotent(dag, recs_db):
         assert again == first
         assert conn.execute("SELECT count(*) FROM rec.user_recommendations_current").fetchone()[0] == len(first)
         assert {r[0] for r in conn.execute("SELECT dag_run_id FROM rec.model_runs")} == {dag_run_2.run_id}
+
+
+def test_a_rejected_model_does_not_hold_back_the_others(dag, recs_db):
+    """The gate rejects mf (its published run, recorded with NDCG@10 1.0 and no checkpoint, cannot be
+    beaten): its user scoring maps over no shards and is skipped, yet its publish step records that it
+    did not publish, and the other models' runs are chosen to serve."""
+    with psycopg.connect(recs_db) as conn:
+        conn.execute("INSERT INTO rec.model_runs (run_key, model_name, data_interval_end, metrics, status, published_at) "
+                     "VALUES ('unbeatable', 'mf', %s, '{\"ndcg@10\": 1.0}', 'published', now() + interval '1 hour')",
+                     (END - timedelta(days=3),))
+        conn.commit()
+    dag_run, states = _run(dag)
+    assert str(dag_run.state) == "success", states
+    assert states["score_users_mf"] == "skipped" and states["publish_mf"] == "success", states
+    assert states["choose_serving"] == "success" and states["summary"] == "success", states
+    with psycopg.connect(recs_db) as conn:
+        mf_status, mf_reason = conn.execute("SELECT status, status_reason FROM rec.model_runs WHERE model_name = 'mf' "
+                                            "AND run_key <> 'unbeatable'").fetchone()
+        assert mf_status == "rejected" and "on its own holdout" in mf_reason
+        serving = conn.execute("SELECT m.model_name, m.data_interval_end FROM rec.serving s "
+                               "JOIN rec.model_runs m USING (model_run_id) WHERE s.output_name = 'user_recommendations'"
+                               ).fetchone()
+        assert serving == ("two_tower", END)

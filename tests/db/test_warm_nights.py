@@ -1,0 +1,107 @@
+"""Warm nights against PostgreSQL, in-process: a rerun of a warm night reproduces its rows, an
+unusable checkpoint is one log line and a full retrain, a partial day is not trained on, and the
+gate scores the published run on tonight's holdout."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+from rec_models import pipeline
+from rec_models.config import PipelineConfig
+from rec_models.data.seed import seed_world
+from rec_models.db.migrate import apply_migrations
+from rec_models.run import Run
+from tests.conftest import END
+
+MODELS = ("mf", "two_tower")
+NIGHTS = (END - timedelta(days=1), END)
+
+
+def _run(url, end, root, **params):
+    config = dataclasses.replace(PipelineConfig.from_params(
+        {"top_n": 5, "mf_epochs": 3, "two_tower_epochs": 5, "warm_epochs": 2, **params}), run_root=str(root))
+    return Run(database_url=url, interval_end=end, interval_start=end - timedelta(days=1), config=config)
+
+
+def _lineage(url, end):
+    with psycopg.connect(url) as conn:
+        return {r[0]: r[1:] for r in conn.execute(
+            "SELECT model_name, train_mode, parent_model_run_id, timings->>'mode_reason', model_run_id, "
+            "metrics->'published_on_holdout' FROM rec.model_runs WHERE data_interval_end = %s", (end,)).fetchall()}
+
+
+def _rows(url, run_id):
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT user_id, rank, video_id, score, segment FROM rec.user_recommendations "
+                            "WHERE model_run_id = %s ORDER BY user_id, rank", (run_id,)).fetchall()
+
+
+@pytest.fixture
+def seeded(database_factory, small_world):
+    url = database_factory()
+    apply_migrations(url)
+    with psycopg.connect(url) as conn:
+        seed_world(conn, small_world)
+    return url
+
+
+def test_a_warm_night_reruns_to_the_same_rows_from_the_same_parent(seeded, tmp_path):
+    pipeline.run_all(_run(seeded, NIGHTS[0], tmp_path), MODELS)
+    first = _lineage(seeded, NIGHTS[0])
+    pipeline.run_all(_run(seeded, NIGHTS[1], tmp_path), MODELS)
+    warm = _lineage(seeded, NIGHTS[1])
+    for model in MODELS:
+        assert warm[model][:2] == ("warm", first[model][3]), warm[model]
+        assert warm[model][4] is not None  # the gate scored the parent on tonight's holdout
+    before = {m: _rows(seeded, warm[m][3]) for m in MODELS}
+    pipeline.run_all(_run(seeded, NIGHTS[1], tmp_path), MODELS)  # an operator reruns the night
+    again = _lineage(seeded, NIGHTS[1])
+    for model in MODELS:
+        assert again[model][:2] == warm[model][:2] and again[model][3] == warm[model][3]
+        assert _rows(seeded, warm[model][3]) == before[model] and before[model]
+
+
+def test_an_unusable_checkpoint_means_a_full_retrain(seeded, tmp_path, caplog):
+    pipeline.run_all(_run(seeded, NIGHTS[0], tmp_path), MODELS)
+    parent = _run(seeded, NIGHTS[0], tmp_path).files
+    state = parent.checkpoint_dir("mf") / "model" / "state.npz"
+    state.write_bytes(state.read_bytes()[:64])  # a truncated file
+    with caplog.at_level(logging.WARNING, logger="rec_models.pipeline"):
+        result = pipeline.run_all(_run(seeded, NIGHTS[1], tmp_path), MODELS)
+    lineage = _lineage(seeded, NIGHTS[1])
+    assert lineage["mf"][:2] == ("full", None) and "unreadable" in lineage["mf"][2]
+    assert lineage["two_tower"][0] == "warm"  # the other model's checkpoint was fine
+    assert result["published"]["mf"]["published"]
+    warnings = [r.getMessage() for r in caplog.records if "checkpoint" in r.getMessage()]
+    assert len([w for w in warnings if w.startswith("mf:")]) == 1, warnings
+
+
+def test_settings_that_shape_the_weights_mean_a_full_retrain(seeded, tmp_path):
+    pipeline.run_all(_run(seeded, NIGHTS[0], tmp_path), ("mf",))
+    pipeline.run_all(_run(seeded, NIGHTS[1], tmp_path, mf_dim=16), ("mf",))
+    mode, parent, reason = _lineage(seeded, NIGHTS[1])["mf"][:3]
+    assert (mode, parent) == ("full", None) and "settings that shape the weights changed" in reason
+
+
+def test_full_mode_and_every_night_from_scratch(seeded, tmp_path):
+    pipeline.run_all(_run(seeded, NIGHTS[0], tmp_path), ("mf",))
+    pipeline.run_all(_run(seeded, NIGHTS[1], tmp_path, full_retrain_every=1), ("mf",))
+    assert _lineage(seeded, NIGHTS[1])["mf"][:3] == ("full", None, "full retrain every 1 nights")
+
+
+def test_a_partial_day_is_not_trained_on(seeded, tmp_path):
+    with psycopg.connect(seeded) as conn:  # most of the last day's views have not arrived
+        conn.execute("DELETE FROM video_views WHERE viewed_at >= %s AND hashint8(user_id) %% 10 <> 0",
+                     (END - timedelta(days=1),))
+        conn.commit()
+    result = pipeline.run_all(_run(seeded, END, tmp_path), MODELS)
+    assert result["skipped"].startswith("a partial day")
+    with psycopg.connect(seeded) as conn:
+        trained, reason = conn.execute("SELECT trained, reason FROM rec.night_checks").fetchone()
+        assert not trained and "partial day" in reason
+        assert conn.execute("SELECT count(*) FROM rec.model_runs").fetchone()[0] == 0
