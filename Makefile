@@ -101,6 +101,6 @@ lock:
 clean: stop
 	rm -rf var .pytest_cache
 
-## make bench-nights: an evolving world night by night through the scheduler, train_mode full vs warm (SIZE=S, NIGHTS=14; M: 7+)
+## make bench-nights: an evolving world night by night through the scheduler, train_mode full vs warm (SIZE=S, NIGHTS=14; M: 7+; MODES, FRESH=1)
 bench-nights: $(STAMP)
-	$(PY) -m bench.nights --size $(if $(filter command line environment,$(origin SIZE)),$(SIZE),S) $(if $(NIGHTS),--nights $(NIGHTS)) $(if $(FRESH),--fresh)
+	$(PY) -m bench.nights --size $(if $(filter command line environment,$(origin SIZE)),$(SIZE),S) $(if $(NIGHTS),--nights $(NIGHTS)) $(if $(MODES),--modes $(MODES)) $(if $(FRESH),--fresh)

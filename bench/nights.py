@@ -5,7 +5,7 @@ once with ``train_mode=full`` and once with ``train_mode=warm`` on the same worl
     python -m bench.nights [--size S|M] [--nights N] [--modes full,warm] [--fresh]   (make bench-nights)
 
 Each mode has its own recommendations and Airflow databases (kept, so an interrupted bench resumes at
-the first night without a saved result; --fresh starts over) and its results in
+the first night without a saved result; --fresh starts the modes run over) and its results in
 var/bench-nights/<SIZE>/<mode>/night_NN.json. One row per night, mode and model: the interval's
 views, train seconds, the DAG run's seconds, holdout NDCG@10, next-day NDCG@10 (the lists that served
 during the interval, against its new views, every listed user: hot, warm and cold), churn against the
@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg
@@ -51,7 +52,7 @@ def run_mode(world, size: str, mode: str, fresh: bool, conf: dict) -> list[dict]
     server = resolve_database_url("postgres")
     names = {"recs": f"bench_nights_{size}_{mode}".lower(), "meta": f"airflow_bench_nights_{size}_{mode}".lower()}
     folder = OUT / size / mode
-    if fresh:
+    if fresh or not list(folder.glob("night_*.json")):  # nothing saved: no database of another world survives
         shutil.rmtree(folder, ignore_errors=True)
         with psycopg.connect(server, autocommit=True) as conn:
             for name in names.values():
@@ -155,30 +156,30 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=("S", "M"), default="S")
     parser.add_argument("--nights", type=int)
-    parser.add_argument("--modes", default="full,warm")
-    parser.add_argument("--fresh", action="store_true", help="drop saved nights and databases, start over")
+    parser.add_argument("--modes", default="full,warm", help="modes to run (the summary reads every mode saved)")
+    parser.add_argument("--fresh", action="store_true", help="drop the saved nights and databases of these modes")
     args = parser.parse_args(argv)
     nights = args.nights or (14 if args.size == "S" else 7)
     if args.size == "M" and nights < 7:
         parser.error("SIZE=M needs at least 7 nights")
     last_end_file = OUT / args.size / "world.json"
-    if args.fresh or not last_end_file.exists() or json.loads(last_end_file.read_text())["nights"] != nights:
-        from datetime import datetime, timezone
+    if not last_end_file.exists() or json.loads(last_end_file.read_text())["nights"] != nights:
+        shutil.rmtree(OUT / args.size, ignore_errors=True)  # another world: every mode starts over
         last_end_file.parent.mkdir(parents=True, exist_ok=True)
         last_end_file.write_text(json.dumps({"nights": nights, "last_end": last_night_end(datetime.now(timezone.utc)).isoformat()}))
         args.fresh = True
-    from datetime import datetime
     world = world_for(args.size, nights, datetime.fromisoformat(json.loads(last_end_file.read_text())["last_end"]))
     conf = {"user_shards": 2}
     started = time.perf_counter()
     print(f"{'night':>5} {'mode':<5} {'model':<9} {'views':>8} {'train s':>8} {'night s':>7} {'holdout':>8} "
           f"{'next-day':>9} {'popular':>8} {'churn':>6} {'train':<5} gate  (* serving during the day)")
-    summaries = {}
     for mode in args.modes.split(","):
-        results = run_mode(world, args.size, mode, args.fresh, conf)
-        if not any(r for r in results):
-            continue
-        summaries[mode] = _summary(results)
+        run_mode(world, args.size, mode, args.fresh, conf)
+    summaries = {}  # every mode with all its nights saved, run now or before
+    for mode in ("full", "warm"):
+        saved = [OUT / args.size / mode / f"night_{n:02d}.json" for n in range(1, nights + 1)]
+        if all(path.exists() for path in saved):
+            summaries[mode] = _summary([json.loads(path.read_text()) for path in saved])
     load = os.getloadavg()[0]
     print(f"\n{'mode':<5} {'train s (all nights)':>21} {'next-day NDCG@10':>17} {'ahead of popular':>17} bad nights kept")
     for mode, s in summaries.items():

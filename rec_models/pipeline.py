@@ -170,8 +170,8 @@ def train(run: Run, model_name: str, *, plan: TrainPlan | None = None) -> dict:
         "parent_model_run_id": plan.parent_model_run_id,
         "weights": getattr(run.config, model_name).weights_fingerprint()})
     if plan.warm is not None:
-        serve_report = model.fine_tune(data, epochs=1, train_on=data.recent_mix(
-            None, run.config.warm_recent_days, run.config.warm_history_share, run.config.seed))
+        serve_report = model.fine_tune(data, epochs=1, train_on=model.warm_examples(
+            data, None, run.config.warm_recent_days, run.config.warm_history_share, run.config.seed))
     elif run.config.serve_fit == "continue":
         serve_report = model.fine_tune(data, epochs=1)
     else:
@@ -281,8 +281,8 @@ def _published_on_holdout(run: Run, model_name: str, model_run_id: int, interval
                           split) -> float | None:
     """Holdout NDCG@10 of a published run's serving model carried onto tonight's Dataset, or None (with
     one log line) when its checkpoint is gone or unusable."""
-    if interval_end is None or interval_end >= run.interval_end:
-        return None  # a later night's run: it has seen tonight's holdout
+    if interval_end is None or interval_end.timestamp() > split.boundary:
+        return None  # its serving model has seen some of tonight's holdout (a later night, or holdout_days > 1)
     try:
         published, ids, _ = load_checkpoint(run_folder(run.config.run_root, interval_end).checkpoint_dir(model_name),
                                             model_name, part="serve")

@@ -164,14 +164,22 @@ class Dataset:
         matrix.sum_duplicates()
         return matrix
 
-    def recent_mix(self, before: float | None, recent_days: float, older_share: float, seed: int) -> sparse.csr_matrix:
+    def recent_mix(self, before: float | None, recent_days: float, older_share: float, seed: int, *,
+                   by_user: bool = False) -> sparse.csr_matrix:
         """Binary user x video of the views strictly before ``before`` (all when None) in its last
-        ``recent_days`` days, plus a random ``older_share`` of the older views: what warm training reads."""
+        ``recent_days`` days, plus a random ``older_share`` of the older views: what warm training reads.
+        ``by_user``: whole rows instead (for models whose example is a user): every user with a recent
+        view and a random ``older_share`` of the others, each with all their views."""
         end = self.end if before is None else before
         keep = self.viewed_at < end
         recent = keep & (self.viewed_at >= end - recent_days * DAY)
-        sampled = keep & ~recent & (np.random.default_rng(seed).random(self.n_views) < older_share)
-        chosen = recent | sampled
+        rng = np.random.default_rng(seed)
+        if by_user:
+            recent_user = np.zeros(self.n_users, dtype=bool)
+            recent_user[self.view_user[recent]] = True
+            chosen = keep & (recent_user | (rng.random(self.n_users) < older_share))[self.view_user]
+        else:
+            chosen = recent | (keep & ~recent & (rng.random(self.n_views) < older_share))
         return _binary(self.view_user[chosen], self.view_video[chosen], self.n_users, self.n_videos)
 
     def ordered_views(self, before: float | None = None) -> sparse.csr_matrix:

@@ -72,6 +72,12 @@ class Recommender(ABC):
         has no weights to continue from: it fits again on every view."""
         return self.fit(data)
 
+    def warm_examples(self, data: Dataset, before: float | None, recent_days: float, history_share: float,
+                      seed: int) -> sparse.csr_matrix:
+        """What training that continues from trained weights reads: the recent views plus a share of the
+        older ones (``Dataset.recent_mix``), sampled as this model's examples are (views, or users)."""
+        return data.recent_mix(before, recent_days, history_share, seed)
+
     def fit_warm(self, data: Dataset, warm: WarmStart, *, before: float | None = None,
                  validation: Split | None = None) -> FitReport:
         """Continue from ``warm.parent``'s weights, carried over to this Dataset's rows by source id,

@@ -86,7 +86,7 @@ class NeuralRecommender(Recommender):
         counts = self.carry(data, warm.parent, warm.parent_ids, before=before)
         log.info("%s continues from its parent: %s", self.name,
                  {key: value for key, value in counts.items() if value["new"] or value["dropped"]} or "same ids")
-        train_on = data.recent_mix(before, warm.recent_days, warm.history_share, self.seed)
+        train_on = self.warm_examples(data, before, warm.recent_days, warm.history_share, self.seed)
         return self.train_module(data, train_on, validation, warm.epochs, learning_rate=self.continue_learning_rate())
 
     def carry(self, data: Dataset, parent: "NeuralRecommender", parent_ids: IdMaps,
@@ -103,6 +103,11 @@ class NeuralRecommender(Recommender):
                             IdMaps.of(data))
         self.module.eval()
         return counts
+
+    def warm_examples(self, data: Dataset, before: float | None, recent_days: float, history_share: float,
+                      seed: int):
+        # A multinomial example is a user and their whole history: sampling views would keep nearly every user.
+        return data.recent_mix(before, recent_days, history_share, seed, by_user=self.objective == "multinomial")
 
     def continue_learning_rate(self) -> float:
         """The learning rate of training that continues from trained weights."""

@@ -12,12 +12,11 @@ import pytest
 
 from rec_models import pipeline
 from rec_models.config import PipelineConfig
-from rec_models.data.seed import seed_world
-from rec_models.db.migrate import apply_migrations
 from rec_models.db.rollback import RollbackError, rollback
 from rec_models.data.snapshot import Snapshot
 from rec_models.run import Run
 from tests.conftest import END, ROOT
+from tests.db.conftest import user_rows
 
 MODELS = ("mf",)
 
@@ -31,19 +30,6 @@ def _serving(url):
         return dict(conn.execute("SELECT output_name, model_run_id FROM rec.serving").fetchall())
 
 
-def _rows(url, run_id):
-    with psycopg.connect(url) as conn:
-        return conn.execute("SELECT user_id, rank, video_id, score, segment FROM rec.user_recommendations "
-                            "WHERE model_run_id = %s ORDER BY user_id, rank", (run_id,)).fetchall()
-
-
-@pytest.fixture
-def seeded(database_factory, small_world):
-    url = database_factory()
-    apply_migrations(url)
-    with psycopg.connect(url) as conn:
-        seed_world(conn, small_world)
-    return url
 
 
 def test_rollback_to_the_previous_run_and_to_a_named_one(seeded, tmp_path):
@@ -63,7 +49,7 @@ def test_rollback_to_the_previous_run_and_to_a_named_one(seeded, tmp_path):
     with psycopg.connect(seeded) as conn:
         current = conn.execute("SELECT user_id, rank, video_id, score, segment FROM rec.user_recommendations_current "
                                "ORDER BY user_id, rank").fetchall()
-    assert current == _rows(seeded, runs[0])
+    assert current == user_rows(seeded, runs[0])
 
 
 def test_pruned_runs_cannot_be_rolled_back_to(seeded, tmp_path):
@@ -82,7 +68,7 @@ def test_backfill_sees_only_its_night_and_reproduces_it(seeded, small_world, tmp
     first = pipeline.run_all(backfill, MODELS)["model_run_id"]
     snapshot = Snapshot.load(backfill.files.snapshot_dir)
     assert snapshot.viewed_at.max() < night.timestamp()
-    before = _rows(seeded, first)
+    before = user_rows(seeded, first)
     # Later data arrives (and a newer night publishes): the backfill of the old night must not change.
     with psycopg.connect(seeded) as conn:
         conn.execute("INSERT INTO video_views SELECT user_id, video_id, viewed_at + interval '3 days', watch_seconds "
@@ -91,7 +77,7 @@ def test_backfill_sees_only_its_night_and_reproduces_it(seeded, small_world, tmp
     latest = pipeline.run_all(Run(database_url=seeded, interval_end=END, config=_config(tmp_path / "b")),
                               MODELS)["model_run_id"]
     again = pipeline.run_all(dataclasses.replace(backfill, config=_config(tmp_path / "c")), MODELS)
-    assert again["model_run_id"] == first and _rows(seeded, first) == before  # same seed, same rows
+    assert again["model_run_id"] == first and user_rows(seeded, first) == before  # same seed, same rows
     assert set(_serving(seeded).values()) == {latest}  # a backfill never takes serving from a newer night
 
 

@@ -9,14 +9,12 @@ import logging
 from datetime import timedelta
 
 import psycopg
-import pytest
 
 from rec_models import pipeline
 from rec_models.config import PipelineConfig
-from rec_models.data.seed import seed_world
-from rec_models.db.migrate import apply_migrations
 from rec_models.run import Run
 from tests.conftest import END
+from tests.db.conftest import user_rows
 
 MODELS = ("mf", "two_tower")
 NIGHTS = (END - timedelta(days=1), END)
@@ -35,19 +33,6 @@ def _lineage(url, end):
             "metrics->'published_on_holdout' FROM rec.model_runs WHERE data_interval_end = %s", (end,)).fetchall()}
 
 
-def _rows(url, run_id):
-    with psycopg.connect(url) as conn:
-        return conn.execute("SELECT user_id, rank, video_id, score, segment FROM rec.user_recommendations "
-                            "WHERE model_run_id = %s ORDER BY user_id, rank", (run_id,)).fetchall()
-
-
-@pytest.fixture
-def seeded(database_factory, small_world):
-    url = database_factory()
-    apply_migrations(url)
-    with psycopg.connect(url) as conn:
-        seed_world(conn, small_world)
-    return url
 
 
 def test_a_warm_night_reruns_to_the_same_rows_from_the_same_parent(seeded, tmp_path):
@@ -58,12 +43,12 @@ def test_a_warm_night_reruns_to_the_same_rows_from_the_same_parent(seeded, tmp_p
     for model in MODELS:
         assert warm[model][:2] == ("warm", first[model][3]), warm[model]
         assert warm[model][4] is not None  # the gate scored the parent on tonight's holdout
-    before = {m: _rows(seeded, warm[m][3]) for m in MODELS}
+    before = {m: user_rows(seeded, warm[m][3]) for m in MODELS}
     pipeline.run_all(_run(seeded, NIGHTS[1], tmp_path), MODELS)  # an operator reruns the night
     again = _lineage(seeded, NIGHTS[1])
     for model in MODELS:
         assert again[model][:2] == warm[model][:2] and again[model][3] == warm[model][3]
-        assert _rows(seeded, warm[model][3]) == before[model] and before[model]
+        assert user_rows(seeded, warm[model][3]) == before[model] and before[model]
 
 
 def test_an_unusable_checkpoint_means_a_full_retrain(seeded, tmp_path, caplog):

@@ -119,6 +119,14 @@ def test_recent_mix_reads_recent_days_and_a_share_of_older_views(small_dataset):
     recent = small_dataset.viewed_at >= small_dataset.end - 3 * 86_400
     assert mix.nnz == len(set(zip(small_dataset.view_user[recent], small_dataset.view_video[recent])))
     assert small_dataset.recent_mix(None, 3, 1.0, seed=1).nnz == small_dataset.interactions().nnz
+    # By user (the two-tower's examples): whole rows of the recent users, none of the others at share 0.
+    rows = small_dataset.recent_mix(None, 3, 0.0, seed=1, by_user=True)
+    recent_users = np.unique(small_dataset.view_user[recent])
+    everything = small_dataset.interactions()
+    assert np.array_equal(np.flatnonzero(np.diff(rows.indptr)), recent_users)
+    assert all(rows[u].nnz == everything[u].nnz for u in recent_users[:50])
+    some = small_dataset.recent_mix(None, 3, 0.5, seed=1, by_user=True)
+    assert len(recent_users) < (np.diff(some.indptr) > 0).sum() < small_dataset.n_users
 
 
 def test_a_corrupt_or_missing_checkpoint_is_a_checkpoint_error(small_dataset, tmp_path):
