@@ -203,7 +203,7 @@ def cmd_stop(args) -> None:
         print("stopped the embedded PostgreSQL")
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     from rec_models.data.synthetic import NOISE_LEVELS
 
     parser = argparse.ArgumentParser(prog="python -m rec_models", description=__doc__)
@@ -257,12 +257,16 @@ def main(argv: list[str] | None = None) -> None:
 
     demo = sub.add_parser("demo", help="seed, run the DAG once with airflow dags test, print the report")
     world_args(demo)
-    demo.set_defaults(func=cmd_demo)
+    demo.set_defaults(func=cmd_demo, days=None, nights=None)  # the one-shot world, never the evolving one
 
     sub.add_parser("airflow", help="start the Airflow UI and scheduler").set_defaults(func=cmd_airflow)
     sub.add_parser("stop", help="stop Airflow and the embedded PostgreSQL").set_defaults(func=cmd_stop)
 
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     try:
         args.func(args)

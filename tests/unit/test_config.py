@@ -87,3 +87,13 @@ def test_readme_params_table_is_generated_from_the_config():
     from tests.conftest import ROOT
 
     assert params_table() in (ROOT / "README.md").read_text(), "run `python -m rec_models params` into the README"
+
+
+def test_the_demo_and_seed_commands_carry_every_seeding_option():
+    """`make demo` seeds through the same function as seed-demo: both parse to the same options."""
+    from rec_models.__main__ import build_parser
+
+    parser = build_parser()
+    demo, seed, days = (vars(parser.parse_args(a)) for a in (["demo"], ["seed-demo"], ["seed-demo", "--days", "2"]))
+    assert demo["days"] is None and seed["days"] is None and days["days"] == 2
+    assert set(demo) - {"func"} == set(seed) - {"func"}
