@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from html import escape
 
+from rec_models.names import MF, NEUMF, POPULARITY, TWO_TOWER
+
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1b1f24;background:#f6f8fa}
 header{background:#017cee;color:#fff;padding:10px 20px;display:flex;gap:18px;align-items:center}
@@ -25,6 +27,8 @@ form{margin:8px 0} input{padding:6px;font-size:14px;width:280px} button{padding:
 .warning{background:#fff1c2;border:1px solid #d4a72c;border-radius:6px;padding:8px 12px}
 """
 COLORS = ["#017cee", "#e8590c", "#2f9e44", "#9c36b5", "#c2255c"]
+# A model keeps its colour in every chart (the holdout and the next-day charts list different series).
+MODEL_COLORS = {MF: COLORS[0], TWO_TOWER: COLORS[1], NEUMF: COLORS[3], POPULARITY: "#8c959f"}
 
 
 def page(title: str, body: str, base: str, warning: str | None = None) -> str:
@@ -91,7 +95,7 @@ def metric_chart(runs: list[dict], metric: str, label: str = "holdout", width: i
               f"<text x='{left + plot_w / 2:.0f}' y='{height - 6}' font-size='10' fill='#57606a' "
               f"text-anchor='middle'>data interval end (UTC)</text>"]
     for i, (model, points) in enumerate(sorted(series.items())):
-        color = COLORS[i % len(COLORS)]
+        color = MODEL_COLORS.get(model, COLORS[i % len(COLORS)])
         coords = " ".join(f"{x[e]:.1f},{y(v):.1f}" for e, v, _ in points)
         parts.append(f"<polyline fill='none' stroke='{color}' stroke-width='2' points='{coords}'/>")
         for e, v, serving in points:
