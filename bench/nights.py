@@ -48,7 +48,7 @@ def world_for(size: str, nights: int, last_end):
                              last_end)
 
 
-def run_mode(world, size: str, mode: str, fresh: bool, conf: dict) -> list[dict]:
+def run_mode(world, size: str, mode: str, fresh: bool, conf: dict) -> None:
     server = resolve_database_url("postgres")
     names = {"recs": f"bench_nights_{size}_{mode}".lower(), "meta": f"airflow_bench_nights_{size}_{mode}".lower()}
     folder = OUT / size / mode
@@ -62,7 +62,6 @@ def run_mode(world, size: str, mode: str, fresh: bool, conf: dict) -> list[dict]
     recs, meta = with_database(server, names["recs"]), with_database(server, names["meta"])
     apply_migrations(recs)
     folder.mkdir(parents=True, exist_ok=True)
-    results = []
     pending = [n for n in range(1, world.spec.nights + 1) if not (folder / f"night_{n:02d}.json").exists()]
     if pending:
         with LocalScheduler(recs, meta, folder / "airflow", folder / "runs") as scheduler:
@@ -77,9 +76,6 @@ def run_mode(world, size: str, mode: str, fresh: bool, conf: dict) -> list[dict]
                                        scheduler.task_states(run_id), serving_before)
                 (folder / f"night_{night:02d}.json").write_text(json.dumps(record, indent=1, default=str))
                 _print_night(mode, record)
-    for night in range(1, world.spec.nights + 1):
-        results.append(json.loads((folder / f"night_{night:02d}.json").read_text()))
-    return results
 
 
 def _night_record(recs, world, night, state, seconds, tasks, serving_before) -> dict:

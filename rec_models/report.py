@@ -51,7 +51,7 @@ def next_day_summary(conn: psycopg.Connection, run_key: str) -> list[dict]:
     out: dict[int, dict] = {}
     for run_id, model, ranker, segment, metric, value in rows:
         entry = out.setdefault(run_id, {"model_run_id": run_id, "model": model})
-        key = metric if segment == "all" else f"new_videos_{metric}".replace("new_videos_new_videos", "new_videos")
+        key = metric if segment == "all" or metric == "new_videos" else f"new_videos_{metric}"
         entry[key if ranker == "model" else f"popularity_{metric}"] = value
     return list(out.values())
 
