@@ -104,7 +104,9 @@ def run(size: str, params: dict) -> dict:
         setup, setup_rss = in_own_process(generate_and_seed)
         record("generate", setup["generate"], rows, setup_rss)
         record("seed (COPY)", setup["seed"], rows, setup_rss)
-        config = dataclasses.replace(PipelineConfig.from_params(params), run_root=str(Path("var") / "bench-scale" / size))
+        # One step at a time in this process: each has every core (tasks_per_machine 1) unless told otherwise.
+        config = dataclasses.replace(PipelineConfig.from_params({"tasks_per_machine": 1, **params}),
+                                     run_root=str(Path("var") / "bench-scale" / size))
         ctx = Run(database_url=url, interval_end=end, config=config)
         step("validate", lambda: pipeline.validate(ctx), rows)
         step("extract", lambda: pipeline.extract(ctx), rows)

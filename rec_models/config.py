@@ -155,7 +155,11 @@ class PipelineConfig:
     # Without a timeout one long reader stalls the swap and every reader queued behind it.
     swap_lock_timeout_ms: int = setting(100, "Publish waits this long for a lock, then backs off and retries; "
                                              "0: no timeout (waits as long as it takes).", minimum=0, maximum=60_000)
-    torch_threads: int = setting(0, "CPU threads for PyTorch; 0: one for small data, every core for large.", minimum=0)
+    torch_threads: int = setting(0, "CPU threads for PyTorch; 0: one for small data, for large the cores divided "
+                                    "among tasks_per_machine.", minimum=0)
+    tasks_per_machine: int = setting(
+        3, "Tasks that share one machine's cores at once (the LocalExecutor trains the three models side by side; "
+           "1 where each task has a machine to itself, as a Celery worker of concurrency 1).", minimum=1)
     # "refit" costs as many epochs again: 10 min for MF on 20M views.
     serve_fit: Literal["continue", "refit"] = setting(
         "continue", "Serving model: the evaluated weights trained one more epoch over every view (continue), "
@@ -173,12 +177,15 @@ class PipelineConfig:
                 "weights changed, or when the warm candidate fails its gate.")
     full_retrain_every: int = setting(7, "auto: retrain from scratch every this many nights, warm in between "
                                          "(1: every night from scratch).", minimum=1)
-    warm_recent_days: int = setting(3, "Warm training reads every view of the last this many days, plus a sample "
-                                       "of older views (warm_history_share).", minimum=1)
+    warm_recent_days: int = setting(1, "Warm training reads every view since the parent run's data ended (at least "
+                                       "the last this many days), plus a sample of older views (warm_history_share).",
+                                    minimum=1)
     warm_history_share: float = setting(
         0.2, "Warm training: the share of views older than warm_recent_days mixed in, so old tastes are not "
              "forgotten.", minimum=0, maximum=1)
     warm_epochs: int = setting(10, "Warm training: maximum epochs (early stopping on validation decides).", minimum=1)
+    warm_patience: int = setting(1, "Warm training: epochs without a better validation NDCG@10 before stopping "
+                                    "(continued weights start near their best).", minimum=1)
     partial_day_share: float = setting(
         0.2, "Skip training (the previous run keeps serving) when the interval holds fewer views than this share "
              "of the median day of the 7 before it: a partial day; no views at all always skip.", minimum=0,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rec_models.data.checks import check_interval as check_interval_views
-from rec_models.data.dataset import Dataset
+from rec_models.data.dataset import DAY, Dataset
 from rec_models.data.id_maps import IdMaps
 from rec_models.data.rules import SERVICE_START
 from rec_models.data.snapshot import extract_snapshot
@@ -134,8 +134,11 @@ def plan_training(run: Run, model_name: str) -> TrainPlan:
     generation = int(header.get("generation", 0)) + 1
     if config.train_mode == "auto" and not recorded and generation >= config.full_retrain_every:
         return TrainPlan("full", f"full retrain every {config.full_retrain_every} nights")
-    warm = WarmStart(parent=model, parent_ids=ids, recent_days=config.warm_recent_days,
-                     history_share=config.warm_history_share, epochs=config.warm_epochs)
+    # Every view since the parent's data ended is recent: a skipped night's day is not left to the sample.
+    since_parent = (run.interval_end - parent_end).total_seconds() / DAY
+    warm = WarmStart(parent=model, parent_ids=ids, recent_days=max(config.warm_recent_days, since_parent),
+                     history_share=config.warm_history_share, epochs=config.warm_epochs,
+                     patience=config.warm_patience)
     return TrainPlan("warm", f"continues from run {parent_id}", parent_id, warm, generation)
 
 
@@ -145,7 +148,7 @@ def train(run: Run, model_name: str, *, plan: TrainPlan | None = None) -> dict:
     from those weights, or a refit (``serve_fit``). Warm (``train_mode``): both continue from the parent
     run's checkpoint on recent views plus a sample of older ones. Saves both models in the run folder."""
     data = run.files.load_dataset()
-    set_torch_threads(run.config.torch_threads, data.n_views)
+    set_torch_threads(run.config.torch_threads, data.n_views, run.config.tasks_per_machine)
     if model_name == FALLBACKS:
         return _train_fallbacks(run, data)
     validation = data.validation(run.config.holdout_days)
@@ -169,7 +172,7 @@ def train(run: Run, model_name: str, *, plan: TrainPlan | None = None) -> dict:
         "weights": getattr(run.config, model_name).weights_fingerprint()})
     if plan.warm is not None:
         serve_report = model.fine_tune(data, epochs=1, train_on=model.warm_examples(
-            data, None, run.config.warm_recent_days, run.config.warm_history_share, run.config.seed))
+            data, None, plan.warm.recent_days, plan.warm.history_share, run.config.seed))
     elif run.config.serve_fit == "continue":
         serve_report = model.fine_tune(data, epochs=1)
     else:
@@ -310,7 +313,7 @@ def score_videos(run: Run, model_name: str, evaluation: dict, two_tower: dict | 
         log.info("model run %s did not pass the quality gate: nothing to score", evaluation["model_run_id"])
         return []
     data = run.files.load_dataset()
-    set_torch_threads(run.config.torch_threads, data.n_views)
+    set_torch_threads(run.config.torch_threads, data.n_views, run.config.tasks_per_machine)
     write_item_outputs(data, _serving_models(run, model_name, two_tower), run.config,
                        items_part(run.files.scores_dir(model_name)))
     return list(range(run.config.user_shards))
@@ -319,7 +322,7 @@ def score_videos(run: Run, model_name: str, evaluation: dict, two_tower: dict | 
 def score_users(run: Run, model_name: str, evaluation: dict, two_tower: dict | None, shard: int) -> dict:
     """Top-N for one shard of the users (idempotent: a retry rewrites exactly this shard's files)."""
     data = run.files.load_dataset()
-    set_torch_threads(run.config.torch_threads, data.n_views)
+    set_torch_threads(run.config.torch_threads, data.n_views, run.config.tasks_per_machine)
     shards = run.config.user_shards
     rows = write_user_outputs(data, _serving_models(run, model_name, two_tower), run.config,
                               user_part(run.files.scores_dir(model_name), shard), shard, shards)

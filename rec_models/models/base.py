@@ -42,6 +42,7 @@ class WarmStart:
     recent_days: float
     history_share: float
     epochs: int
+    patience: int = 1
 
 
 class Recommender(ABC):

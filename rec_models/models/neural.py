@@ -87,7 +87,8 @@ class NeuralRecommender(Recommender):
         log.info("%s continues from its parent: %s", self.name,
                  {key: value for key, value in counts.items() if value["new"] or value["dropped"]} or "same ids")
         train_on = self.warm_examples(data, before, warm.recent_days, warm.history_share, self.seed)
-        return self.train_module(data, train_on, validation, warm.epochs, learning_rate=self.continue_learning_rate())
+        return self.train_module(data, train_on, validation, warm.epochs, learning_rate=self.continue_learning_rate(),
+                                 patience=warm.patience)
 
     def carry(self, data: Dataset, parent: "NeuralRecommender", parent_ids: IdMaps,
               before: float | None = None) -> dict[str, dict[str, int]]:
@@ -114,7 +115,7 @@ class NeuralRecommender(Recommender):
         return self.config.learning_rate
 
     def train_module(self, data: Dataset, interactions, validation: Split | None, epochs: int | None,
-                     learning_rate: float | None = None) -> FitReport:
+                     learning_rate: float | None = None, patience: int | None = None) -> FitReport:
         validate = None
         if validation is not None:
             users = np.random.default_rng(self.seed).permutation(validation.test_users)[:VALIDATION_USERS]
@@ -124,7 +125,7 @@ class NeuralRecommender(Recommender):
         n_examples = int((np.diff(interactions.indptr) > 0).sum()) if self.objective == "multinomial" \
             else interactions.nnz
         batch_size = self.config.batch_size or auto_batch_size(self.objective, n_examples)
-        patience = self.config.patience or auto_patience(self.objective, -(-n_examples // batch_size))
+        patience = patience or self.config.patience or auto_patience(self.objective, -(-n_examples // batch_size))
         settings = TrainSettings(
             epochs=n_epochs, batch_size=batch_size, learning_rate=learning_rate or self.config.learning_rate,
             negatives=self.config.negatives, l2=self.config.l2,

@@ -53,6 +53,9 @@ def test_batch_size_and_threads_scale_with_the_data():
     assert auto_patience("multinomial", 15) == 15 and auto_patience("multinomial", 1000) == 2
     assert auto_threads(60_000) == 1
     assert auto_threads(2_000_000) == len(os.sched_getaffinity(0))  # every core this process may use
+    # Tasks sharing the machine split its cores, never below one thread each.
+    assert auto_threads(2_000_000, tasks_per_machine=2) == max(1, len(os.sched_getaffinity(0)) // 2)
+    assert auto_threads(2_000_000, tasks_per_machine=64) == 1
 
 
 

@@ -114,6 +114,15 @@ def test_warm_fit_continues_on_recent_views_and_refuses_other_settings(small_dat
     assert closed_form.item_vectors().shape[0] == small_dataset.n_videos
 
 
+def test_warm_training_stops_at_the_first_epoch_without_improvement(small_dataset):
+    parent = MODELS["mf"]()
+    parent.fit(small_dataset, epochs=2)
+    validation = small_dataset.validation(1)
+    warm = WarmStart(parent, IdMaps.of(small_dataset), recent_days=3, history_share=0.2, epochs=10, patience=1)
+    report = MODELS["mf"]().fit_warm(small_dataset, warm, before=validation.boundary, validation=validation)
+    assert report.epochs == min(10, report.best_epoch + 1), report.history
+
+
 def test_recent_mix_reads_recent_days_and_a_share_of_older_views(small_dataset):
     mix = small_dataset.recent_mix(None, 3, 0.0, seed=1)
     recent = small_dataset.viewed_at >= small_dataset.end - 3 * 86_400
