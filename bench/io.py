@@ -5,14 +5,20 @@
 Read: the extract's binary COPY decoded by numpy vs ADBC -> Arrow, psycopg2 copy_expert + pyarrow
 CSV, psycopg 3 COPY rows, pandas.read_sql. Write: the publish load (numpy-encoded binary COPY into
 staging, then the key) vs raw psycopg 3 binary write_row. Swap: attaching a staged run of
-``--swap-rows`` rows and pointing the serving row at it, under readers.
+``--swap-rows`` rows and pointing the serving row at it, under readers. Run files: one artifact of
+``--artifact-mb`` written and read back through the run folder's store, a local folder and an S3
+server (SeaweedFS on 127.0.0.1, started here; reads from an empty local cache).
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import os
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -23,6 +29,8 @@ from rec_models.db.connect import scratch_database
 from rec_models.db.migrate import apply_migrations
 from rec_models.db.outputs import USER_RECOMMENDATIONS
 from rec_models.db.publish import point_serving, stage_output, swap_in
+from rec_models.seaweedfs import SeaweedS3
+from rec_models.storage import LocalStore, ObjectStore, open_store
 
 QUERY = "SELECT user_id, video_id, extract(epoch FROM viewed_at)::int8 AS ts, watch_seconds FROM video_views"
 
@@ -135,10 +143,31 @@ def _model_run(conn, key: str) -> int:
     return run_id
 
 
+def run_file_rates(megabytes: int) -> dict[str, tuple[float, float]]:
+    """MB/s writing (commit included) and reading (from an empty cache) one artifact through each store."""
+    payload = np.random.default_rng(0).integers(0, 2**62, megabytes * 2**20 // 8)
+    rates = {}
+    with tempfile.TemporaryDirectory() as tmp, SeaweedS3(Path(tmp) / "seaweedfs") as s3:
+        os.environ["RECS_RUN_CACHE"] = str(Path(tmp) / "cache")
+        for name, store in (("local folder", LocalStore(Path(tmp) / "runs")),
+                            ("s3 (SeaweedFS)", open_store(s3.url, s3.storage_options))):
+            started = time.perf_counter()
+            with store.staged("night/dataset") as folder:
+                np.save(folder / "arrays.npy", payload)
+            write_s = time.perf_counter() - started
+            if isinstance(store, ObjectStore):
+                shutil.rmtree(store.cache, ignore_errors=True)
+            started = time.perf_counter()
+            assert np.array_equal(np.load(store.fetch("night/dataset") / "arrays.npy"), payload)
+            rates[name] = (megabytes / write_s, megabytes / (time.perf_counter() - started))
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--swap-rows", type=int, default=20_000_000)
+    parser.add_argument("--artifact-mb", type=int, default=512)
     args = parser.parse_args()
     with scratch_database("bench_io") as url:
         apply_migrations(url)
@@ -178,9 +207,14 @@ def main() -> None:
             visible = conn.execute("SELECT count(*) FROM rec.user_recommendations_current").fetchone()[0]
         print(f"swap {args.swap_rows:,} rows: staged in {stage_s:.1f} s; attach {swap_s:.3f} s + serving switch "
               f"{serve_s:.3f} s; {visible:,} rows visible through the view")
-        print(f"io: extract {ours:,.0f} rows/s ({100 * ours / reads[best]:.0f}% of {best}), "
-              f"load {args.rows / copy_s:,.0f} rows/s ({100 * raw_s / copy_s:.0f}% of raw binary COPY), "
-              f"swap {swap_s + serve_s:.3f} s for {args.swap_rows:,} rows")
+    print(f"run files: one {args.artifact_mb} MB artifact written (committed) and read back (empty cache)")
+    files = run_file_rates(args.artifact_mb)
+    for name, (write, read) in files.items():
+        print(f"  {name:<38} write {write:7.0f} MB/s  read {read:7.0f} MB/s")
+    print(f"io: extract {ours:,.0f} rows/s ({100 * ours / reads[best]:.0f}% of {best}), "
+          f"load {args.rows / copy_s:,.0f} rows/s ({100 * raw_s / copy_s:.0f}% of raw binary COPY), "
+          f"swap {swap_s + serve_s:.3f} s for {args.swap_rows:,} rows, run files write/read "
+          + ", ".join(f"{name.split()[0]} {w:.0f}/{r:.0f} MB/s" for name, (w, r) in files.items()))
 
 
 if __name__ == "__main__":

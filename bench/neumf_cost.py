@@ -20,6 +20,7 @@ import numpy as np
 
 from rec_models.names import NEUMF
 from rec_models.run import RunFolder
+from rec_models.storage import LocalStore
 from rec_models.threads import set_torch_threads
 
 
@@ -33,7 +34,8 @@ def main() -> None:
     runs = sorted((Path("var") / "bench-scale" / args.size).glob("*/models/neumf/serve"))
     if not runs:
         raise SystemExit(f"no NeuMF run for world {args.size}: run `make bench-scale SIZE={args.size}` first")
-    files = RunFolder(runs[-1].parents[2])
+    folder = runs[-1].parents[2]
+    files = RunFolder(LocalStore(folder.parent), folder.name)
     data = files.load_dataset()
     threads = set_torch_threads(0, data.n_views)
     model = files.load_model(NEUMF, "serve")

@@ -38,11 +38,12 @@ from datetime import datetime, timedelta, timezone
 
 import pendulum
 from airflow.sdk import Asset, BaseHook, CronDataIntervalTimetable, Param, dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
 # Standard library only: cheap to import at parse time.
 from rec_models.config import param_specs
-from rec_models.names import FALLBACKS, MODEL_NAMES, OUTPUT_TABLE_NAMES, RECS_CONN_ID, TWO_TOWER, asset_name, asset_uri
+from rec_models.names import (FALLBACKS, MODEL_NAMES, OUTPUT_TABLE_NAMES, RECS_CONN_ID, RUN_STORE_CONN_ID, TWO_TOWER,
+                              asset_name, asset_uri)
 
 OUTPUT_ASSETS = [Asset(name=asset_name(table), uri=asset_uri(table)) for table in OUTPUT_TABLE_NAMES]
 # Every operator setting of rec_models.config, with its default, bounds and description.
@@ -50,13 +51,22 @@ PARAMS = {key: Param(spec.default, description=spec.description, **spec.schema()
 
 
 def _run():
-    """This DAG run as the pipeline's Run: interval, settings, database (imported when a task runs)."""
+    """This DAG run as the pipeline's Run: interval, settings, database, run folder store (imported when
+    a task runs)."""
     from rec_models.config import PipelineConfig
     from rec_models.db.connect import from_airflow_connection
     from rec_models.run import Run
+    from rec_models.storage import is_object_store, options_from_connection
 
     context = get_current_context()
     database_url = from_airflow_connection(BaseHook.get_connection(RECS_CONN_ID))
+    config = PipelineConfig.from_params(dict(context["params"]))
+    storage_options = {}
+    if is_object_store(config.run_root):
+        try:  # without the Connection, the store's client reads AWS_* environment variables
+            storage_options = options_from_connection(BaseHook.get_connection(RUN_STORE_CONN_ID))
+        except AirflowNotFoundException:
+            pass
     end = context.get("data_interval_end") or context.get("logical_date") or context["dag_run"].run_after
     start = context.get("data_interval_start")
     return Run(
@@ -64,7 +74,8 @@ def _run():
         interval_end=datetime.fromtimestamp(end.timestamp(), tz=timezone.utc),
         interval_start=datetime.fromtimestamp(start.timestamp(), tz=timezone.utc) if start else None,
         dag_run_id=context["run_id"],
-        config=PipelineConfig.from_params(dict(context["params"])),
+        config=config,
+        storage_options=storage_options,
     )
 
 

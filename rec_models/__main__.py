@@ -8,6 +8,7 @@ import os
 import sys
 from datetime import datetime, timedelta, timezone
 
+from rec_models.celery_workers import EXECUTORS
 from rec_models.config import PipelineConfig, param_specs
 from rec_models.names import FALLBACKS, MODEL_NAMES, TWO_TOWER
 
@@ -191,7 +192,7 @@ def cmd_demo(args) -> None:
 def cmd_airflow(args) -> None:
     from rec_models import devstack
 
-    devstack.start_airflow()
+    devstack.start_airflow(args.executor, args.workers)
 
 
 def cmd_stop(args) -> None:
@@ -259,7 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     world_args(demo)
     demo.set_defaults(func=cmd_demo, days=None, nights=None)  # the one-shot world, never the evolving one
 
-    sub.add_parser("airflow", help="start the Airflow UI and scheduler").set_defaults(func=cmd_airflow)
+    stack = sub.add_parser("airflow", help="start the Airflow UI and scheduler")
+    stack.add_argument("--executor", choices=EXECUTORS, default="local",
+                       help="local: the LocalExecutor; celery: a Redis broker and Celery workers (Debian's redis-server)")
+    stack.add_argument("--workers", type=int, default=2, help="Celery workers, one task at a time each")
+    stack.set_defaults(func=cmd_airflow)
     sub.add_parser("stop", help="stop Airflow and the embedded PostgreSQL").set_defaults(func=cmd_stop)
 
     return parser

@@ -192,7 +192,8 @@ class PipelineConfig:
         maximum=1)
     keep_run_folders: int = setting(3, "Run folders of the newest nights kept whole; older ones keep only the "
                                        "checkpoints of runs still published.", minimum=1)
-    run_root: str = setting(description="Folder for run files (RECS_RUN_ROOT).", operator=False,
+    run_root: str = setting(description="Folder or object-store URL (s3://bucket/prefix) for run files "
+                                        "(RECS_RUN_ROOT).", operator=False,
                             default_factory=lambda: os.environ.get("RECS_RUN_ROOT",
                                                                    str(PROJECT_ROOT / "var" / "runs")))
     mf: MFConfig = field(default_factory=MFConfig)

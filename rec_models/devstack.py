@@ -18,8 +18,10 @@ from urllib.parse import quote
 
 import psycopg
 
-from rec_models.config import PROJECT_ROOT
 from psycopg import sql
+
+from rec_models.celery_workers import celery_settings, redis_answers, redis_binary, start_redis, start_worker
+from rec_models.config import PROJECT_ROOT
 
 from rec_models.db.connect import ensure_database, resolve_database_url, with_database
 from rec_models.db.migrate import apply_migrations
@@ -99,6 +101,7 @@ def airflow_env() -> dict[str, str]:
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__API__HOST": API_HOST,
         "AIRFLOW__API__PORT": str(API_PORT),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{API_HOST}:{API_PORT}/execution/",
         "AIRFLOW__API_AUTH__JWT_SECRET": secret_file.read_text().strip(),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
@@ -122,28 +125,50 @@ def migrate_metadata(env: dict[str, str]) -> None:
     airflow(["db", "migrate"], env, check=True, stdout=subprocess.DEVNULL)
 
 
-def start_airflow() -> None:
+def start_airflow(executor: str = "local", workers: int = 2) -> None:
+    """The local stack; ``executor`` "celery": a Redis broker and ``workers`` Celery workers too."""
     env = airflow_env()
-    migrate_metadata(env)
     PID_DIR.mkdir(parents=True, exist_ok=True)
     logs = AIRFLOW_HOME / "process-logs"
     logs.mkdir(exist_ok=True)
-    for name in PROCESSES:
+    worker_names = []
+    if executor == "celery":
+        env.update(celery_settings(_redis_port(logs), env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]))
+        worker_names = [f"worker-{n}" for n in range(1, workers + 1)]
+    migrate_metadata(env)
+    for name in (*PROCESSES, *worker_names):
         pid_file = PID_DIR / f"{name}.pid"
         if pid_file.exists() and _alive(int(pid_file.read_text())):
             print(f"{name} already running (pid {pid_file.read_text().strip()})")
             continue
-        with open(logs / f"{name}.log", "ab") as log:
-            # Own session per process: `make stop` signals the whole group, workers included.
-            proc = subprocess.Popen([str(Path(sys.executable).with_name("airflow")), name], env=env,
-                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        if name in worker_names:
+            proc = start_worker(env, name, logs / f"{name}.log")
+        else:
+            with open(logs / f"{name}.log", "ab") as log:
+                # Own session per process: `make stop` signals the whole group, workers included.
+                proc = subprocess.Popen([str(Path(sys.executable).with_name("airflow")), name], env=env,
+                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         pid_file.write_text(str(proc.pid))
     url = f"http://{API_HOST}:{API_PORT}"
     if not _wait_http(f"{url}/api/v2/version", 180):
         print(f"the api-server did not answer within 180 s; see {logs}/api-server.log")
         sys.exit(1)
-    print(f"Airflow UI: {url}  (login: admin / {admin_password()})")
+    print(f"Airflow UI: {url}  (login: admin / {admin_password()})" +
+          (f"; CeleryExecutor with {', '.join(worker_names)}" if worker_names else ""))
     print(f"logs: {logs}; stop everything with: make stop")
+
+
+def _redis_port(logs: Path) -> int:
+    """The broker of `make airflow EXECUTOR=celery`: the running one, or a new one on a free port."""
+    pid_file, port_file = PID_DIR / "redis.pid", PID_DIR / "redis.port"
+    if pid_file.exists() and _alive(int(pid_file.read_text())) and port_file.exists() \
+            and redis_answers(int(port_file.read_text())):
+        return int(port_file.read_text())
+    redis_binary()  # says how to install it before anything starts
+    port = free_port()
+    pid_file.write_text(str(start_redis(port, logs / "redis").pid))
+    port_file.write_text(str(port))
+    return port
 
 
 def free_port() -> int:
@@ -184,7 +209,8 @@ def admin_password() -> str:
 def stop_airflow(timeout: float = 30.0) -> None:
     if not PID_DIR.exists():
         return
-    for pid_file in sorted(PID_DIR.glob("*.pid")):
+    # The broker last: workers finish their shutdown while it still answers.
+    for pid_file in sorted(PID_DIR.glob("*.pid"), key=lambda f: (f.stem == "redis", f.name)):
         pid = int(pid_file.read_text())
         if _alive(pid):
             try:

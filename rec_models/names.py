@@ -25,9 +25,11 @@ POPULAR_VIDEOS = "popular_videos"
 OUTPUT_TABLE_NAMES = (SIMILAR_VIDEOS, USER_RECOMMENDATIONS, POPULAR_VIDEOS)
 
 # Airflow Connections: the DAGs read and write the recommendations database through the first; the
-# Recommendations view reads through the second (a login in the read-only role rec_ui).
+# Recommendations view reads through the second (a login in the read-only role rec_ui); the third
+# holds the credentials of an object-store run root (RECS_RUN_ROOT=s3://...; optional).
 RECS_CONN_ID = "recs_db"
 UI_CONN_ID = "recs_db_ui"
+RUN_STORE_CONN_ID = "recs_run_store"
 
 
 def asset_name(table: str) -> str:

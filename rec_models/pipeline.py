@@ -33,12 +33,11 @@ from rec_models.evaluation.gate import PublishedRun, quality_gate
 from rec_models.faults import checkpoint
 from rec_models.models import FeaturePopularity, Popularity, build_model
 from rec_models.models.base import CheckpointError, WarmStart
-from rec_models.models.checkpoint import add_serving_model, load_checkpoint, save_checkpoint
 from rec_models.names import FALLBACKS, FEATURE_POPULARITY, MODEL_NAMES, POPULARITY, TWO_TOWER, USER_RECOMMENDATIONS
 from rec_models.report import run_summary
-from rec_models.run import Run, prune_run_folders, run_folder
-from rec_models.scoring import (ServingModels, catalogue_counts, items_part, read_output_chunks, scored_groups,
-                                user_part, write_item_outputs, write_user_outputs)
+from rec_models.run import Run, prune_run_folders
+from rec_models.scoring import (ITEMS_PART, ServingModels, catalogue_counts, read_output_chunks, scored_groups,
+                                user_part_name, write_item_outputs, write_user_outputs)
 from rec_models.threads import set_torch_threads
 
 log = logging.getLogger(__name__)
@@ -68,7 +67,7 @@ def extract(run: Run) -> str:
     # The one data object of the run (id maps, views, domain and content bags), built once here.
     run.files.save_dataset(Dataset.from_snapshot(snapshot))
     checkpoint("extract:done")
-    return str(run.files.snapshot_dir)
+    return run.files.snapshot_location
 
 
 class NightSkipped(RuntimeError):
@@ -125,8 +124,7 @@ def plan_training(run: Run, model_name: str) -> TrainPlan:
     parent_id, parent_end = parent
     try:
         # Settings that shape the weights are compared by fit_warm, which falls back the same way.
-        model, ids, header = load_checkpoint(run_folder(config.run_root, parent_end).checkpoint_dir(model_name),
-                                             model_name)
+        model, ids, header = run.folder_of(parent_end).load_checkpoint(model_name)
     except CheckpointError as exc:
         log.warning("%s: the checkpoint of parent run %d is unusable, training from scratch: %s", model_name,
                     parent_id, exc)
@@ -166,7 +164,7 @@ def train(run: Run, model_name: str, *, plan: TrainPlan | None = None) -> dict:
         eval_report = model.fit(data, before=validation.boundary, validation=validation)
     log.info("%s trained %s (%s)", model_name, plan.mode, plan.reason)
     run.files.save_model(model, "eval")
-    save_checkpoint(run.files.checkpoint_dir(model_name), model, IdMaps.of(data), {
+    run.files.save_checkpoint(model, IdMaps.of(data), {
         "run_key": run.run_key, "model": model_name, "train_mode": plan.mode, "generation": plan.generation,
         "parent_model_run_id": plan.parent_model_run_id,
         "weights": getattr(run.config, model_name).weights_fingerprint()})
@@ -178,7 +176,7 @@ def train(run: Run, model_name: str, *, plan: TrainPlan | None = None) -> dict:
     else:
         serve_report = model.refit(data, eval_report)
     run.files.save_model(model, "serve")
-    add_serving_model(run.files.checkpoint_dir(model_name), model)
+    run.files.add_serving_model(model)
     report = {
         "model": model_name, "best_epoch": eval_report.best_epoch, "epochs_run": eval_report.epochs,
         "train_seconds": round(eval_report.seconds + serve_report.seconds, 3),
@@ -285,8 +283,7 @@ def _published_on_holdout(run: Run, model_name: str, model_run_id: int, interval
     if interval_end is None or interval_end.timestamp() > split.boundary:
         return None  # its serving model has seen some of tonight's holdout (a later night, or holdout_days > 1)
     try:
-        published, ids, _ = load_checkpoint(run_folder(run.config.run_root, interval_end).checkpoint_dir(model_name),
-                                            model_name, part="serve")
+        published, ids, _ = run.folder_of(interval_end).load_checkpoint(model_name, part="serve")
         model = build_model(model_name, dataclasses.replace(run.config, **{model_name: published.config}))
         model.carry(data, published, ids, before=split.boundary)
     except CheckpointError as exc:
@@ -314,8 +311,8 @@ def score_videos(run: Run, model_name: str, evaluation: dict, two_tower: dict | 
         return []
     data = run.files.load_dataset()
     set_torch_threads(run.config.torch_threads, data.n_views, run.config.tasks_per_machine)
-    write_item_outputs(data, _serving_models(run, model_name, two_tower), run.config,
-                       items_part(run.files.scores_dir(model_name)))
+    with run.files.staged_scores(model_name, ITEMS_PART) as folder:
+        write_item_outputs(data, _serving_models(run, model_name, two_tower), run.config, folder)
     return list(range(run.config.user_shards))
 
 
@@ -324,8 +321,9 @@ def score_users(run: Run, model_name: str, evaluation: dict, two_tower: dict | N
     data = run.files.load_dataset()
     set_torch_threads(run.config.torch_threads, data.n_views, run.config.tasks_per_machine)
     shards = run.config.user_shards
-    rows = write_user_outputs(data, _serving_models(run, model_name, two_tower), run.config,
-                              user_part(run.files.scores_dir(model_name), shard), shard, shards)
+    with run.files.staged_scores(model_name, user_part_name(shard)) as folder:
+        rows = write_user_outputs(data, _serving_models(run, model_name, two_tower), run.config, folder, shard,
+                                  shards)
     checkpoint("score:done")
     return {"shard": shard, "shards": shards, "rows": rows}
 
@@ -429,7 +427,7 @@ def summarize(run: Run) -> dict:
         summary = run_summary(conn, run.run_key)
         keep = set(kept_published(conn))
     run.files.write_summary(summary)
-    removed = prune_run_folders(run.config.run_root, run.config.keep_run_folders, keep, run.interval_end)
+    removed = prune_run_folders(run.store, run.config.keep_run_folders, keep, run.interval_end)
     if removed:
         log.info("pruned %d paths of older run folders", len(removed))
     log.info("run %s summary: %s", run.run_key, json.dumps(summary, default=str))

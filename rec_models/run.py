@@ -1,15 +1,14 @@
 """One nightly run: its identity (the data interval), settings, database and run folder.
 
-Tasks hand each other files in the run folder and model run ids, never data. Every path and every
-read or write of the run folder goes through :class:`RunFolder`, so where the folder lives is one
-decision.
+Tasks hand each other files in the run folder and model run ids, never data. Every read or write of
+the run folder goes through :class:`RunFolder`, over the run root's store (a local path or an object
+store URL: :mod:`rec_models.storage`), so where the folder lives is one decision.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -17,8 +16,12 @@ from typing import Any
 
 from rec_models.config import PipelineConfig
 from rec_models.data.dataset import Dataset
+from rec_models.data.id_maps import IdMaps
 from rec_models.data.snapshot import Snapshot
 from rec_models.models import Recommender, load_model
+from rec_models.models.base import CheckpointError
+from rec_models.models.checkpoint import add_serving_model, load_checkpoint, save_checkpoint
+from rec_models.storage import RunStore, open_store
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class Run:
     interval_start: datetime | None = None
     dag_run_id: str | None = None
     config: PipelineConfig = field(default_factory=PipelineConfig)
+    # How to reach an object-store run root (key, secret, endpoint_url): from an Airflow Connection.
+    storage_options: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.interval_end.tzinfo is None:
@@ -46,8 +51,16 @@ class Run:
         return self.interval_end - timedelta(days=self.config.history_days)
 
     @property
+    def store(self) -> RunStore:
+        return open_store(self.config.run_root, self.storage_options)
+
+    @property
     def files(self) -> "RunFolder":
-        return run_folder(self.config.run_root, self.interval_end)
+        return run_folder(self.store, self.interval_end)
+
+    def folder_of(self, interval_end: datetime) -> "RunFolder":
+        """The run folder of another night (a parent run's checkpoint) in this run's store."""
+        return run_folder(self.store, interval_end)
 
     @property
     def interval_start_or_default(self) -> datetime:
@@ -57,108 +70,143 @@ class Run:
 
 _SLUG_FORMAT = "%Y-%m-%dT%H%M%SZ"
 _SLUG = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{6}Z$")
+CHECKPOINTS = "checkpoints"
 
 
-def run_folder(root: str | Path, interval_end: datetime) -> "RunFolder":
-    """The run folder of the night whose data interval ends at ``interval_end``."""
-    return RunFolder(Path(root) / interval_end.astimezone(timezone.utc).strftime(_SLUG_FORMAT))
+def run_folder(store: RunStore | str | Path, interval_end: datetime) -> "RunFolder":
+    """The run folder of the night whose data interval ends at ``interval_end`` (``store``: a store,
+    or a local run root)."""
+    if isinstance(store, (str, Path)):
+        store = open_store(store)
+    return RunFolder(store, interval_end.astimezone(timezone.utc).strftime(_SLUG_FORMAT))
 
 
-def prune_run_folders(root: str | Path, keep_nights: int, keep_checkpoints: set[tuple[str, datetime]],
+def prune_run_folders(store: RunStore | str | Path, keep_nights: int, keep_checkpoints: set[tuple[str, datetime]],
                       current: datetime) -> list[str]:
     """Run folders beyond the newest ``keep_nights`` (and not ``current``'s) lose everything but the
     checkpoints in ``keep_checkpoints`` ((model, interval end) of runs still published); a folder left
-    empty goes. Returns the removed paths, relative to ``root``."""
-    root = Path(root)
-    if not root.exists():
-        return []
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and _SLUG.match(p.name))
-    current_name = run_folder(root, current).path.name
-    kept = {(model, run_folder(root, end).path.name) for model, end in keep_checkpoints}
+    empty goes. Returns the removed paths, relative to the run root."""
+    if isinstance(store, (str, Path)):
+        store = open_store(store)
+    folders = [name for name in store.children("") if _SLUG.match(name)]
+    current_name = run_folder(store, current).slug
+    kept = {(model, run_folder(store, end).slug) for model, end in keep_checkpoints}
     removed = []
     for folder in folders[:-keep_nights]:
-        if folder.name == current_name:
+        if folder == current_name:
             continue
-        for child in sorted(folder.iterdir()):
-            if child.name == "checkpoints" and child.is_dir():
-                for checkpoint in sorted(child.iterdir()):
-                    if (checkpoint.name, folder.name) not in kept:
-                        _remove(checkpoint)
-                        removed.append(str(checkpoint.relative_to(root)))
-                if not any(child.iterdir()):
-                    child.rmdir()
+        for child in store.children(folder):
+            if child == CHECKPOINTS:
+                for checkpoint in store.children(f"{folder}/{child}"):
+                    if (checkpoint, folder) not in kept:
+                        store.remove(f"{folder}/{child}/{checkpoint}")
+                        removed.append(f"{folder}/{child}/{checkpoint}")
+                if not store.children(f"{folder}/{child}"):
+                    store.remove(f"{folder}/{child}")
             else:
-                _remove(child)
-                removed.append(str(child.relative_to(root)))
-        if not any(folder.iterdir()):
-            folder.rmdir()
+                store.remove(f"{folder}/{child}")
+                removed.append(f"{folder}/{child}")
+        if not store.children(folder):
+            store.remove(folder)
     return removed
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
 
 
 class RunFolder:
     """The run's files: snapshot, Dataset, models (``eval``: fitted before the holdout; ``serve``: on
-    every view), scored chunks, and the small JSON records tasks hand each other."""
+    every view), checkpoints, scored chunks, and the small JSON records tasks hand each other."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, store: RunStore, slug: str):
+        self.store, self.slug = store, slug
 
     def __repr__(self) -> str:
-        return f"RunFolder({str(self.path)!r})"
+        return f"RunFolder({self.location!r})"
+
+    @property
+    def location(self) -> str:
+        return self.store.location(self.slug)
+
+    @property
+    def path(self) -> Path:
+        """Where the folder lies on this machine: the store's own folder, or for an object store its local
+        cache, with everything committed under it downloaded."""
+        return self.store.fetch(self.slug)
+
+    def _at(self, relative: str) -> str:
+        return f"{self.slug}/{relative}"
 
     # Data
     @property
-    def snapshot_dir(self) -> Path:
-        return self.path / "snapshot"
+    def snapshot_location(self) -> str:
+        return self.store.location(self._at("snapshot"))
 
     def has_snapshot(self) -> bool:
-        return self.snapshot_dir.exists()
+        return self.store.exists(self._at("snapshot"))
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
-        snapshot.save(self.snapshot_dir)
+        with self.store.staged(self._at("snapshot")) as folder:
+            snapshot.save(folder)
 
     def save_dataset(self, data: Dataset) -> None:
-        data.save(self.path / "dataset")
+        with self.store.staged(self._at("dataset")) as folder:
+            data.save(folder)
 
     def load_dataset(self) -> Dataset:
         """The run's Dataset, built once by the extract (rebuilt from the snapshot if missing)."""
-        folder = self.path / "dataset"
-        if not (folder / "arrays.npz").exists():
-            Dataset.from_snapshot(Snapshot.load(self.snapshot_dir)).save(folder)
-        return Dataset.load(folder)
+        if not self.store.exists(self._at("dataset")):
+            self.save_dataset(Dataset.from_snapshot(Snapshot.load(self.store.fetch(self._at("snapshot")))))
+        return Dataset.load(self.store.fetch(self._at("dataset")))
 
     # Models
-    def model_dir(self, model_name: str, purpose: str) -> Path:
+    @staticmethod
+    def _model_part(model_name: str, purpose: str) -> str:
         if purpose not in ("eval", "serve"):
             raise ValueError(f"model purpose must be eval or serve, got {purpose!r}")
-        return self.path / "models" / model_name / purpose
+        return f"models/{model_name}/{purpose}"
 
     def save_model(self, model: Recommender, purpose: str) -> None:
-        model.save(self.model_dir(model.name, purpose))
+        with self.store.staged(self._at(self._model_part(model.name, purpose))) as folder:
+            model.save(folder)
 
     def load_model(self, model_name: str, purpose: str) -> Recommender:
-        return load_model(self.model_dir(model_name, purpose))
+        return load_model(self.store.fetch(self._at(self._model_part(model_name, purpose))))
 
-    def checkpoint_dir(self, model_name: str) -> Path:
-        """What a later night continues from: the evaluated model, its id maps and how it was trained.
-        Kept as long as the run is published (the rest of the folder is pruned sooner)."""
-        return self.path / "checkpoints" / model_name
+    # Checkpoints: what a later night continues from (the evaluated model, its id maps, how it was
+    # trained) and is gated against (the serving model). Kept as long as the run is published (the
+    # rest of the folder is pruned sooner).
+    def _checkpoint(self, model_name: str) -> str:
+        return self._at(f"{CHECKPOINTS}/{model_name}")
 
-    # Scored outputs
+    def save_checkpoint(self, model: Recommender, ids: IdMaps, header: dict) -> None:
+        with self.store.staged(self._checkpoint(model.name)) as folder:
+            save_checkpoint(folder, model, ids, header)
+
+    def add_serving_model(self, model: Recommender) -> None:
+        with self.store.staged(self._checkpoint(model.name), keep=True) as folder:
+            add_serving_model(folder, model)
+
+    def load_checkpoint(self, model_name: str, part: str = "model") -> tuple[Recommender, IdMaps, dict]:
+        """(model, id maps, header), or CheckpointError saying what is wrong with it."""
+        if not self.store.exists(self._checkpoint(model_name)):
+            raise CheckpointError(f"no checkpoint at {self.store.location(self._checkpoint(model_name))}")
+        return load_checkpoint(self.store.fetch(self._checkpoint(model_name)), model_name, part)
+
+    # Scored outputs: ``items/`` (similar and popular videos) and one part per user shard, each
+    # committed whole by the task that wrote it.
+    def _scores(self, model_name: str) -> str:
+        return self._at(f"outputs/{model_name}")
+
+    def staged_scores(self, model_name: str, part: str):
+        """A local folder for one scored part (``items_part`` / ``user_part`` names), committed whole."""
+        return self.store.staged(f"{self._scores(model_name)}/{part}")
+
     def scores_dir(self, model_name: str) -> Path:
-        """A model's scored chunks: ``items/`` (similar and popular videos) and one folder per user shard."""
-        return self.path / "outputs" / model_name
+        """A local folder holding every committed part of a model's scores (for publishing)."""
+        return self.store.fetch(self._scores(model_name))
 
     def clear_scores(self, model_name: str) -> None:
-        shutil.rmtree(self.scores_dir(model_name), ignore_errors=True)
+        self.store.remove(self._scores(model_name))
 
-    # Records tasks hand each other
+    # Records tasks hand each other (small JSON objects, each written whole)
     def write_validation(self, summary: dict) -> None:
         self._write_json("validation.json", summary)
 
@@ -167,35 +215,34 @@ class RunFolder:
 
     def write_baseline(self, model_name: str, metrics: dict) -> None:
         """Holdout metrics of a fallback model: the baseline every model's metrics are shown next to."""
-        self._write_json(f"models/{model_name}/eval/holdout.json", metrics)
+        self._write_json(f"records/{model_name}/holdout.json", metrics)
 
     def read_baseline(self, model_name: str) -> dict:
-        return self._read_json(f"models/{model_name}/eval/holdout.json")
+        return self._read_json(f"records/{model_name}/holdout.json")
 
     def write_fit(self, model_name: str, report: dict) -> None:
-        self._write_json(f"models/{model_name}/serve/fit.json", report)
+        self._write_json(f"records/{model_name}/fit.json", report)
 
     def read_fit(self, model_name: str) -> dict:
-        return self._read_json(f"models/{model_name}/serve/fit.json")
+        return self._read_json(f"records/{model_name}/fit.json")
 
     def write_evaluation(self, model_name: str, evaluation: dict) -> None:
-        self._write_json(f"models/{model_name}/serve/evaluation.json", evaluation)
+        self._write_json(f"records/{model_name}/evaluation.json", evaluation)
 
     def read_evaluation(self, model_name: str) -> dict | None:
         """The evaluate step's decision, or None when the model was not evaluated in this run."""
-        path = self.path / f"models/{model_name}/serve/evaluation.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        relative = self._at(f"records/{model_name}/evaluation.json")
+        return json.loads(self.store.read_text(relative)) if self.store.exists(relative) else None
 
     def write_summary(self, summary: dict) -> None:
         self._write_json("summary.json", summary)
 
     def _write_json(self, relative: str, value: Any) -> None:
-        path = self.path / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(value, indent=2, default=str))
+        self.store.write_text(self._at(relative), json.dumps(value, indent=2, default=str))
 
     def _read_json(self, relative: str) -> Any:
-        path = self.path / relative
-        if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: the task that writes it has not run for this interval")
-        return json.loads(path.read_text())
+        try:
+            return json.loads(self.store.read_text(self._at(relative)))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{self.store.location(self._at(relative))} is missing: the task that writes "
+                                    "it has not run for this interval") from None

@@ -1,7 +1,8 @@
-"""Nights run by Airflow's own scheduler and LocalExecutor: the DAG-tier test and `make bench-nights`
-trigger a DAG run for one data interval, wait for it, and read what the scheduler recorded. An
-api-server runs too, on a free port of 127.0.0.1: Airflow 3's tasks report to its execution API. The
-cron schedule is off (``use_job_schedule``), so only the nights asked for run."""
+"""Nights run by Airflow's own scheduler and executor (LocalExecutor, or CeleryExecutor with a Redis
+broker and workers of their own): the DAG-tier tests and `make bench-nights` trigger a DAG run for one
+data interval, wait for it, and read what the scheduler recorded. An api-server runs too, on a free
+port of 127.0.0.1: Airflow 3's tasks report to its execution API. The cron schedule is off
+(``use_job_schedule``), so only the nights asked for run."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import psycopg
 
+from rec_models.celery_workers import EXECUTORS, celery_settings, start_redis, start_worker
 from rec_models.config import PROJECT_ROOT
 from rec_models.devstack import airflow_uri, free_port, login_token, sqlalchemy_url, start_api_server
 from rec_models.names import RECS_CONN_ID
@@ -28,13 +30,21 @@ FINISHED = ("success", "failed")
 
 class LocalScheduler:
     """A scheduler and a dag-processor on ``metadata_url`` (a PostgreSQL database of their own), running
-    this checkout's DAGs against ``recs_url`` with run files under ``run_root``."""
+    this checkout's DAGs against ``recs_url`` with run files under ``run_root`` (a folder or an
+    object-store URL; ``env``: what its clients read, such as credentials or an Airflow Connection);
+    ``executor`` "celery" adds a Redis broker and ``workers`` Celery workers named worker-1, worker-2,
+    ..., each with a run-file cache of its own, as if on machines of their own."""
 
-    def __init__(self, recs_url: str, metadata_url: str, home: Path, run_root: Path, parallelism: int = 4):
+    def __init__(self, recs_url: str, metadata_url: str, home: Path, run_root: Path | str, parallelism: int = 4,
+                 executor: str = "local", workers: int = 2, env: dict[str, str] | None = None):
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {EXECUTORS}, not {executor!r}")
         self.recs_url, self.metadata_url, self.home, self.run_root = recs_url, metadata_url, home, run_root
-        self.parallelism = parallelism
+        self.parallelism, self.executor, self.extra_env = parallelism, executor, dict(env or {})
+        self.worker_names = [f"worker-{n}" for n in range(1, workers + 1)] if executor == "celery" else []
         self.processes: dict[str, subprocess.Popen] = {}
         self.api_port = free_port()
+        self.redis_port = free_port()
         self.jwt_secret = secrets.token_urlsafe(64)
 
     def env(self) -> dict[str, str]:
@@ -59,6 +69,9 @@ class LocalScheduler:
             "RECS_RUN_ROOT": str(self.run_root),
             "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
         })
+        if self.executor == "celery":
+            env.update(celery_settings(self.redis_port, sqlalchemy_url(self.metadata_url)))
+        env.update(self.extra_env)
         return env
 
     def airflow(self, *args: str, timeout: float = 300) -> str:
@@ -71,12 +84,13 @@ class LocalScheduler:
     def start(self, timeout: float = 240) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         self.airflow("db", "migrate")
+        if self.executor == "celery":
+            self.processes["redis"] = start_redis(self.redis_port, self.home / "redis")
         self.processes["api-server"] = start_api_server(self.env(), self.api_port, self.home / "api-server.log")
         for name in ("scheduler", "dag-processor"):
-            with open(self.home / f"{name}.log", "ab") as log:
-                self.processes[name] = subprocess.Popen(
-                    [str(Path(sys.executable).with_name("airflow")), name], env=self.env(), stdout=log,
-                    stderr=subprocess.STDOUT, start_new_session=True)
+            self.start_process(name)
+        for name in self.worker_names:
+            self.start_process(name)
         deadline = time.monotonic() + timeout
         while not self._query("SELECT 1 FROM serialized_dag WHERE dag_id = %s", (NIGHTLY_DAG,)):
             if time.monotonic() > deadline or any(p.poll() is not None for p in self.processes.values()):
@@ -84,6 +98,18 @@ class LocalScheduler:
                 raise RuntimeError(f"the DAG was not parsed within {timeout:.0f} s; see {self.home}/*.log")
             time.sleep(2)
         self.airflow("dags", "unpause", NIGHTLY_DAG)
+
+    def start_process(self, name: str) -> subprocess.Popen:
+        """(Re)start the scheduler, the dag-processor or a worker (``worker-N``), in a process group of its own."""
+        if name in self.worker_names:
+            env = {**self.env(), "RECS_RUN_CACHE": str(self.home / f"run-cache-{name}")}
+            self.processes[name] = start_worker(env, name, self.home / f"{name}.log")
+        else:
+            with open(self.home / f"{name}.log", "ab") as log:
+                self.processes[name] = subprocess.Popen(
+                    [str(Path(sys.executable).with_name("airflow")), name], env=self.env(), stdout=log,
+                    stderr=subprocess.STDOUT, start_new_session=True)
+        return self.processes[name]
 
     def trigger(self, interval_end: datetime, conf: dict, run_id: str) -> str:
         """A run of the nightly DAG for the day ending at ``interval_end``, through the REST API with its
@@ -121,6 +147,12 @@ class LocalScheduler:
                            (NIGHTLY_DAG, run_id))
         return {task if index < 0 else f"{task}[{index}]": state for task, index, state in rows}
 
+    def task_hostnames(self, run_id: str) -> dict[str, str]:
+        """task id (mapped tasks: ``id[index]``) -> the hostname Airflow recorded for its last try."""
+        rows = self._query("SELECT task_id, map_index, hostname FROM task_instance WHERE dag_id = %s AND run_id = %s",
+                           (NIGHTLY_DAG, run_id))
+        return {task if index < 0 else f"{task}[{index}]": host for task, index, host in rows}
+
     def run_seconds(self, run_id: str) -> float:
         row = self._query("SELECT extract(epoch FROM end_date - start_date) FROM dag_run WHERE dag_id = %s "
                           "AND run_id = %s", (NIGHTLY_DAG, run_id))
@@ -138,7 +170,7 @@ class LocalScheduler:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         for proc in self.processes.values():
-            try:  # LocalExecutor workers left in the group
+            try:  # LocalExecutor workers or Celery's pool processes left in the group
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass

@@ -153,14 +153,20 @@ def write_user_outputs(data: Dataset, models: ServingModels, config: PipelineCon
     return manifest["rows"]
 
 
+ITEMS_PART = "items"  # a model's scored videos (similar and popular) inside its scores folder
+
+
+def user_part_name(shard: int) -> str:
+    """One shard of a model's user lists inside its scores folder (users_0000, ...)."""
+    return f"{_USER_PART}{shard:04d}"
+
+
 def items_part(folder: Path) -> Path:
-    """Where a model's scored videos (similar and popular) go inside its scores folder."""
-    return folder / "items"
+    return folder / ITEMS_PART
 
 
 def user_part(folder: Path, shard: int) -> Path:
-    """Where one shard of a model's user lists goes inside its scores folder (users_0000, ...)."""
-    return folder / f"{_USER_PART}{shard:04d}"
+    return folder / user_part_name(shard)
 
 
 def output_parts(folder: Path) -> list[dict]:

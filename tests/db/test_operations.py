@@ -66,7 +66,7 @@ def test_backfill_sees_only_its_night_and_reproduces_it(seeded, small_world, tmp
     night = END - timedelta(days=3)
     backfill = Run(database_url=seeded, interval_end=night, config=_config(tmp_path / "a"))
     first = pipeline.run_all(backfill, MODELS)["model_run_id"]
-    snapshot = Snapshot.load(backfill.files.snapshot_dir)
+    snapshot = Snapshot.load(backfill.files.path / "snapshot")
     assert snapshot.viewed_at.max() < night.timestamp()
     before = user_rows(seeded, first)
     # Later data arrives (and a newer night publishes): the backfill of the old night must not change.

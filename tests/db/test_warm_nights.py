@@ -54,7 +54,7 @@ def test_a_warm_night_reruns_to_the_same_rows_from_the_same_parent(seeded, tmp_p
 def test_an_unusable_checkpoint_means_a_full_retrain(seeded, tmp_path, caplog):
     pipeline.run_all(_run(seeded, NIGHTS[0], tmp_path), MODELS)
     parent = _run(seeded, NIGHTS[0], tmp_path).files
-    state = parent.checkpoint_dir("mf") / "model" / "state.npz"
+    state = parent.path / "checkpoints" / "mf" / "model" / "state.npz"
     state.write_bytes(state.read_bytes()[:64])  # a truncated file
     with caplog.at_level(logging.WARNING, logger="rec_models.pipeline"):
         result = pipeline.run_all(_run(seeded, NIGHTS[1], tmp_path), MODELS)

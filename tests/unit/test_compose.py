@@ -73,3 +73,17 @@ def test_compose_has_the_airflow_services(compose):
 def test_celery_profile_adds_redis_and_workers(compose):
     result = _config(compose, "--profile", "celery", "config", "--services", check=True)
     assert {"redis", "airflow-worker"} <= set(result.stdout.split())
+
+
+def test_celery_profile_uses_the_settings_of_the_local_celery_stack(compose):
+    import json
+
+    from rec_models.celery_workers import celery_settings
+
+    result = _config(compose, "--profile", "celery", "config", "--format", "json", check=True)
+    worker_env = json.loads(result.stdout)["services"]["airflow-worker"]["environment"]
+    local = celery_settings(6379, "postgresql://x")
+    # Where the broker and result database live differs by machine; how a worker takes tasks does not.
+    for key in ("AIRFLOW__CELERY__WORKER_CONCURRENCY", "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER"):
+        assert worker_env[key] == local[key], key
+    assert worker_env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql")

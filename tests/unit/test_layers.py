@@ -12,8 +12,8 @@ PACKAGE = ROOT / "rec_models"
 # Lowest first. A module may import modules of lower layers, and modules of its own subpackage.
 LAYERS = [
     {"rec_models.names"},
-    {"rec_models.config", "rec_models.faults"},
-    {"rec_models.db", "rec_models.threads"},
+    {"rec_models.config", "rec_models.faults", "rec_models.celery_workers"},
+    {"rec_models.db", "rec_models.threads", "rec_models.storage", "rec_models.seaweedfs"},
     {"rec_models.data", "rec_models.topn"},
     {"rec_models.evaluation", "rec_models.training"},
     {"rec_models.models"},

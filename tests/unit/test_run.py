@@ -40,7 +40,7 @@ def test_records_round_trip_and_a_missing_one_names_its_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="fit.json"):
         files.read_fit("two_tower")
     with pytest.raises(ValueError, match="eval or serve"):
-        files.model_dir("mf", "latest")
+        files.load_model("mf", "latest")
 
 
 def test_models_and_the_dataset_are_saved_and_loaded_through_the_folder(tmp_path, small_dataset):

@@ -1,0 +1,104 @@
+"""The nightly DAG under the CeleryExecutor: Airflow's scheduler hands every task to two Celery workers
+over a Redis broker (Debian's redis-server), the run folder on an S3 server (SeaweedFS) reached
+through the Airflow Connection recs_run_store, each worker with a local cache of its own as if on a
+machine of its own. The mapped user-scoring shards run on both workers, as Airflow records them, and
+the published rows equal those of the LocalExecutor with a local run folder on the same night."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+
+import psycopg
+import pytest
+
+from rec_models.data.seed import seed_world
+from rec_models.db.migrate import apply_migrations
+from rec_models.db.outputs import OUTPUT_TABLES
+from rec_models.names import RUN_STORE_CONN_ID
+from rec_models.run import run_folder
+from rec_models.scheduler import LocalScheduler
+from rec_models.storage import open_store
+from tests.conftest import END
+
+# Six shards for two workers of one slot each, prefetch 1: neither worker can take them all.
+CONF = {"top_n": 10, "mf_epochs": 4, "neumf_epochs": 2, "two_tower_epochs": 6, "quality_tolerance": 1.0,
+        "user_shards": 6}
+
+
+@pytest.fixture(scope="module")
+def redis_server():
+    if shutil.which("redis-server") is None:
+        message = "redis-server is not installed (Debian package redis-server; .ci/run installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def _night(executor, world, database_factory, tmp_path_factory, run_root=None, env=None):
+    recs = database_factory()
+    apply_migrations(recs)
+    with psycopg.connect(recs) as conn:
+        seed_world(conn, world)
+    home = tmp_path_factory.mktemp(executor)
+    scheduler = LocalScheduler(recs, database_factory("airflow_meta"), home / "airflow", run_root or home / "runs",
+                               executor=executor, workers=2, env=env)
+    with scheduler:
+        run_id = scheduler.trigger(END, CONF, f"night_{executor}")
+        state = scheduler.wait(run_id, timeout=900)
+        return {"recs": recs, "state": state, "tasks": scheduler.task_states(run_id),
+                "hosts": scheduler.task_hostnames(run_id), "workers": scheduler.worker_names, "home": home}
+
+
+@pytest.fixture(scope="module")
+def celery_night(redis_server, s3_server, small_world, database_factory, tmp_path_factory):
+    connection = {"conn_type": "aws", "login": s3_server.key, "password": s3_server.secret,
+                  "extra": {"endpoint_url": s3_server.endpoint_url}}
+    root = f"{s3_server.url}/celery-{uuid.uuid4().hex[:8]}"
+    night = _night("celery", small_world, database_factory, tmp_path_factory, run_root=root,
+                   env={f"AIRFLOW_CONN_{RUN_STORE_CONN_ID.upper()}": json.dumps(connection)})
+    return {**night, "store": open_store(root, s3_server.storage_options)}
+
+
+@pytest.fixture(scope="module")
+def local_night(small_world, database_factory, tmp_path_factory):
+    return _night("local", small_world, database_factory, tmp_path_factory)
+
+
+def test_celery_workers_share_the_mapped_shards(celery_night):
+    assert celery_night["state"] == "success", celery_night["tasks"]
+    shards = {task: host for task, host in celery_night["hosts"].items() if task.startswith("score_users_")}
+    assert len(shards) == 3 * CONF["user_shards"], shards
+    assert set(shards.values()) == {"worker-1", "worker-2"}, shards
+    # Every task ran on a worker, none in the scheduler's own process.
+    assert set(celery_night["hosts"].values()) <= {"worker-1", "worker-2"}, celery_night["hosts"]
+
+
+def test_the_run_folder_lives_on_the_object_store(celery_night):
+    store, slug = celery_night["store"], run_folder(celery_night["store"], END).slug
+    assert {"snapshot", "dataset", "models", "checkpoints", "outputs", "records"} <= set(store.children(slug))
+    assert len(store.children(f"{slug}/outputs/mf")) == 1 + CONF["user_shards"]  # items and every shard
+    home = celery_night["home"]
+    assert not (home / "runs").exists()  # nothing of it on local disk but each worker's cache
+    assert {p.name for p in (home / "airflow").glob("run-cache-*")} == {"run-cache-worker-1", "run-cache-worker-2"}
+
+
+def _published(recs: str) -> dict[str, list[tuple]]:
+    with psycopg.connect(recs) as conn:
+        return {table.name: conn.execute(
+            f"SELECT {', '.join(table.columns[1:])} FROM rec.{table.name}_current "  # noqa: S608 (names from the contract)
+            f"ORDER BY {', '.join(c for c in table.primary_key if c != 'model_run_id')}").fetchall()
+            for table in OUTPUT_TABLES}
+
+
+def test_celery_publishes_the_rows_the_local_executor_does(celery_night, local_night):
+    assert local_night["state"] == "success", local_night["tasks"]
+    celery_rows, local_rows = _published(celery_night["recs"]), _published(local_night["recs"])
+    for table in OUTPUT_TABLES:
+        assert len(celery_rows[table.name]) == len(local_rows[table.name]) > 0, table.name
+        score = table.columns.index("score") - 1
+        for got, want in zip(celery_rows[table.name], local_rows[table.name]):
+            assert got[:score] + got[score + 1:] == want[:score] + want[score + 1:], table.name
+            assert got[score] == pytest.approx(want[score], rel=1e-5, abs=1e-6), table.name
