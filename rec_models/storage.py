@@ -91,7 +91,7 @@ class LocalStore:
     @contextlib.contextmanager
     def staged(self, relative: str, *, keep: bool = False) -> Iterator[Path]:
         path = self.root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True)
         yield path
 
     def fetch(self, relative: str) -> Path:
