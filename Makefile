@@ -11,7 +11,7 @@ BENCH_STAMP := $(VENV)/.bench-$(shell cat requirements-bench.lock | sha1sum | cu
 
 TIERS := unit db dag ui quality
 
-.PHONY: compose-env install bench-install demo test $(addprefix test-,$(TIERS)) airflow stop report lock clean bench-ml100k bench-faults bench-topn bench-scale bench-io bench-neumf-cost bench-ui bench-domains bench-nights
+.PHONY: compose-env install bench-install demo test $(addprefix test-,$(TIERS)) airflow stop report lock clean bench-ml100k bench-faults bench-topn bench-scale bench-io bench-neumf-cost bench-ui bench-domains bench-nights bench-scale-out
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -101,6 +101,10 @@ lock:
 
 clean: stop
 	rm -rf var .pytest_cache
+
+## make bench-scale-out: one night under LocalExecutor + local run folder, then CeleryExecutor (Redis, two workers) + run folder on S3 (SeaweedFS) (SIZE=M)
+bench-scale-out: $(STAMP)
+	$(PY) -m bench.scale_out --size $(SIZE)
 
 ## make bench-nights: an evolving world night by night through the scheduler, train_mode full vs warm (SIZE=S, NIGHTS=14; M: 7+; MODES, FRESH=1)
 bench-nights: $(STAMP)
