@@ -17,7 +17,6 @@ import json
 import os
 import tempfile
 import time
-from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from rec_models.db.connect import scratch_database
 from rec_models.db.migrate import apply_migrations
 from rec_models.db.outputs import OUTPUT_TABLES
 from rec_models.names import RUN_STORE_CONN_ID
-from rec_models.scheduler import NIGHTLY_DAG, LocalScheduler
+from rec_models.scheduler import LocalScheduler
 from rec_models.seaweedfs import SeaweedS3
 
 OUT = PROJECT_ROOT / "var" / "bench-scale-out"
@@ -45,13 +44,9 @@ def night(world, executor: str, home: Path, run_root, env: dict, conf: dict, end
         with LocalScheduler(recs, meta, home / "airflow", run_root, executor=executor, env=env) as scheduler:
             run_id = scheduler.trigger(end, conf, f"bench_{executor}")
             state = scheduler.wait(run_id, timeout=4 * 3600)
-            tasks = defaultdict(float)
-            for task, seconds in scheduler._query(
-                    "SELECT task_id, extract(epoch FROM end_date - start_date) FROM task_instance "
-                    "WHERE dag_id = %s AND run_id = %s AND end_date IS NOT NULL", (NIGHTLY_DAG, run_id)):
-                tasks[task] += float(seconds)
+            tasks = scheduler.task_seconds(run_id)
             hosts = sorted({h for h in scheduler.task_hostnames(run_id).values() if h})
-            result = {"state": state, "seconds": scheduler.run_seconds(run_id), "tasks": dict(tasks), "hosts": hosts}
+            result = {"state": state, "seconds": scheduler.run_seconds(run_id), "tasks": tasks, "hosts": hosts}
         with psycopg.connect(recs) as conn:
             result["rows"] = {t.name: conn.execute(
                 f"SELECT {', '.join(t.columns[1:])} FROM rec.{t.name}_current "  # noqa: S608 (names from the contract)

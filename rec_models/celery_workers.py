@@ -9,9 +9,10 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
+
+from rec_models.processes import start_airflow_process
 
 WORKER_NAME_ENV = "RECS_WORKER_NAME"
 HOSTNAME_CALLABLE = "rec_models.celery_workers.task_hostname"
@@ -82,8 +83,5 @@ def start_worker(env: dict[str, str], name: str, log_path: Path) -> subprocess.P
     """``airflow celery worker`` named ``name`` (Celery's node name and Airflow's task hostname), in a
     process group of its own: killing the group is losing that machine. Its log server is off: every
     worker here writes task logs to the same folder the api-server reads."""
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            [str(Path(sys.executable).with_name("airflow")), "celery", "worker", "--celery-hostname", f"{name}@%h",
-             "--concurrency", "1", "--skip-serve-logs"],
-            env={**env, WORKER_NAME_ENV: name}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return start_airflow_process(["celery", "worker", "--celery-hostname", f"{name}@%h", "--concurrency", "1",
+                                  "--skip-serve-logs"], {**env, WORKER_NAME_ENV: name}, log_path)

@@ -22,6 +22,7 @@ from psycopg import sql
 
 from rec_models.celery_workers import celery_settings, redis_answers, redis_binary, start_redis, start_worker
 from rec_models.config import PROJECT_ROOT
+from rec_models.processes import airflow_binary, start_airflow_process
 
 from rec_models.db.connect import ensure_database, resolve_database_url, with_database
 from rec_models.db.migrate import apply_migrations
@@ -118,7 +119,7 @@ def airflow_env() -> dict[str, str]:
 
 
 def airflow(args: list[str], env: dict[str, str], **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([str(Path(sys.executable).with_name("airflow")), *args], env=env, **kwargs)
+    return subprocess.run([airflow_binary(), *args], env=env, **kwargs)
 
 
 def migrate_metadata(env: dict[str, str]) -> None:
@@ -144,10 +145,8 @@ def start_airflow(executor: str = "local", workers: int = 2) -> None:
         if name in worker_names:
             proc = start_worker(env, name, logs / f"{name}.log")
         else:
-            with open(logs / f"{name}.log", "ab") as log:
-                # Own session per process: `make stop` signals the whole group, workers included.
-                proc = subprocess.Popen([str(Path(sys.executable).with_name("airflow")), name], env=env,
-                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            # Own session per process: `make stop` signals the whole group, workers included.
+            proc = start_airflow_process([name], env, logs / f"{name}.log")
         pid_file.write_text(str(proc.pid))
     url = f"http://{API_HOST}:{API_PORT}"
     if not _wait_http(f"{url}/api/v2/version", 180):
@@ -180,10 +179,8 @@ def free_port() -> int:
 
 def start_api_server(env: dict[str, str], port: int, log_path: Path, timeout: float = 180) -> subprocess.Popen:
     """An api-server of its own (tests, benchmarks) on 127.0.0.1:``port``, answering when this returns."""
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([str(Path(sys.executable).with_name("airflow")), "api-server", "--port", str(port)],
-                                env={**env, "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(port)},
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = start_airflow_process(["api-server", "--port", str(port)],
+                                 {**env, "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(port)}, log_path)
     if not _wait_http(f"http://127.0.0.1:{port}/api/v2/version", timeout, alive=lambda: proc.poll() is None):
         proc.terminate()
         raise RuntimeError(f"the api-server did not answer within {timeout:.0f} s; see {log_path}")

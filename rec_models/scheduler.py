@@ -11,7 +11,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from datetime import datetime, timedelta
@@ -21,6 +20,7 @@ import psycopg
 
 from rec_models.celery_workers import EXECUTORS, celery_settings, start_redis, start_worker
 from rec_models.config import PROJECT_ROOT
+from rec_models.processes import airflow_binary, start_airflow_process
 from rec_models.devstack import airflow_uri, free_port, login_token, sqlalchemy_url, start_api_server
 from rec_models.names import RECS_CONN_ID
 
@@ -75,7 +75,7 @@ class LocalScheduler:
         return env
 
     def airflow(self, *args: str, timeout: float = 300) -> str:
-        done = subprocess.run([str(Path(sys.executable).with_name("airflow")), *args], env=self.env(),
+        done = subprocess.run([airflow_binary(), *args], env=self.env(),
                               capture_output=True, text=True, timeout=timeout)
         if done.returncode:
             raise RuntimeError(f"airflow {' '.join(args)} failed ({done.returncode}): {done.stderr[-2000:]}")
@@ -105,10 +105,7 @@ class LocalScheduler:
             env = {**self.env(), "RECS_RUN_CACHE": str(self.home / f"run-cache-{name}")}
             self.processes[name] = start_worker(env, name, self.home / f"{name}.log")
         else:
-            with open(self.home / f"{name}.log", "ab") as log:
-                self.processes[name] = subprocess.Popen(
-                    [str(Path(sys.executable).with_name("airflow")), name], env=self.env(), stdout=log,
-                    stderr=subprocess.STDOUT, start_new_session=True)
+            self.processes[name] = start_airflow_process([name], self.env(), self.home / f"{name}.log")
         return self.processes[name]
 
     def trigger(self, interval_end: datetime, conf: dict, run_id: str) -> str:
@@ -152,6 +149,15 @@ class LocalScheduler:
         rows = self._query("SELECT task_id, map_index, hostname FROM task_instance WHERE dag_id = %s AND run_id = %s",
                            (NIGHTLY_DAG, run_id))
         return {task if index < 0 else f"{task}[{index}]": host for task, index, host in rows}
+
+    def task_seconds(self, run_id: str) -> dict[str, float]:
+        """task id -> seconds its finished tries took (a mapped task's shards summed)."""
+        seconds: dict[str, float] = {}
+        for task, value in self._query("SELECT task_id, extract(epoch FROM end_date - start_date) FROM task_instance "
+                                       "WHERE dag_id = %s AND run_id = %s AND end_date IS NOT NULL",
+                                       (NIGHTLY_DAG, run_id)):
+            seconds[task] = seconds.get(task, 0.0) + float(value)
+        return seconds
 
     def run_seconds(self, run_id: str) -> float:
         row = self._query("SELECT extract(epoch FROM end_date - start_date) FROM dag_run WHERE dag_id = %s "

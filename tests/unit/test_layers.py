@@ -11,7 +11,7 @@ from tests.conftest import ROOT
 PACKAGE = ROOT / "rec_models"
 # Lowest first. A module may import modules of lower layers, and modules of its own subpackage.
 LAYERS = [
-    {"rec_models.names"},
+    {"rec_models.names", "rec_models.processes"},
     {"rec_models.config", "rec_models.faults", "rec_models.celery_workers"},
     {"rec_models.db", "rec_models.threads", "rec_models.storage", "rec_models.seaweedfs"},
     {"rec_models.data", "rec_models.topn"},
