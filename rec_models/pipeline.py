@@ -252,7 +252,7 @@ def _evaluate(run: Run, model_name: str) -> dict:
                      "positives_per_second": fit["positives_per_second"], "mode_reason": fit["mode_reason"]},
             train_mode=fit["train_mode"], parent_model_run_id=fit["parent_model_run_id"],
         )
-        published = latest_published(conn, model_name, other_than=model_run_id)
+        published = latest_published(conn, model_name, other_than=model_run_id, interval_end=run.interval_end)
         published_end = run_interval_end(conn, published[0]) if published else None
     baseline = None
     if published:

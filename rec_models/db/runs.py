@@ -48,14 +48,17 @@ def record_model_run(conn: psycopg.Connection, *, run_key: str, dag_run_id: str 
     return int(row[0])
 
 
-def latest_published(conn: psycopg.Connection, model_name: str, other_than: int) -> tuple[int, float] | None:
-    """(model run id, holdout NDCG@10) of the model's most recently published run other than
-    ``other_than`` (tonight's candidate)."""
+def latest_published(conn: psycopg.Connection, model_name: str, other_than: int,
+                     interval_end: datetime) -> tuple[int, float] | None:
+    """(model run id, holdout NDCG@10) of the model's published run with the latest data, up to
+    ``interval_end``, other than ``other_than`` (tonight's candidate): the run this night would have
+    been compared with on schedule. Ordered by data, not by publish time, so a backfill of an older
+    night published meanwhile does not become tonight's baseline."""
     row = conn.execute(
         "SELECT model_run_id, (metrics->>'ndcg@10')::float8 FROM rec.model_runs "
-        "WHERE model_name = %s AND published_at IS NOT NULL AND model_run_id <> %s "
-        "ORDER BY published_at DESC LIMIT 1",
-        (model_name, other_than),
+        "WHERE model_name = %s AND published_at IS NOT NULL AND model_run_id <> %s AND data_interval_end <= %s "
+        "ORDER BY data_interval_end DESC, published_at DESC LIMIT 1",
+        (model_name, other_than, interval_end),
     ).fetchone()
     return (int(row[0]), float(row[1])) if row else None
 

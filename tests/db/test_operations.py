@@ -81,6 +81,18 @@ def test_backfill_sees_only_its_night_and_reproduces_it(seeded, small_world, tmp
     assert set(_serving(seeded).values()) == {latest}  # a backfill never takes serving from a newer night
 
 
+def test_a_backfill_published_meanwhile_does_not_become_tonights_gate_baseline(seeded, tmp_path):
+    config = _config(tmp_path)
+    yesterday = pipeline.run_all(Run(database_url=seeded, interval_end=END - timedelta(days=1), config=config),
+                                 MODELS)["model_run_id"]
+    # Published after yesterday's run, but its data ends earlier.
+    pipeline.run_all(Run(database_url=seeded, interval_end=END - timedelta(days=4), config=config), MODELS)
+    tonight = pipeline.run_all(Run(database_url=seeded, interval_end=END, config=config), MODELS)["model_run_id"]
+    with psycopg.connect(seeded) as conn:
+        reason = conn.execute("SELECT status_reason FROM rec.model_runs WHERE model_run_id = %s", (tonight,)).fetchone()[0]
+    assert f"published run {yesterday} " in reason, reason
+
+
 def test_cli_steps_and_rollback(seeded, tmp_path):
     env = {"DATABASE_URL": seeded, "RECS_RUN_ROOT": str(tmp_path), "PATH": "/usr/bin:/bin"}
     end = END.isoformat()
