@@ -11,7 +11,7 @@ BENCH_STAMP := $(VENV)/.bench-$(shell cat requirements-bench.lock | sha1sum | cu
 
 TIERS := unit db dag ui quality
 
-.PHONY: compose-env install bench-install demo test $(addprefix test-,$(TIERS)) airflow stop report lock clean bench-ml100k bench-faults bench-topn bench-scale bench-io bench-neumf-cost bench-ui bench-domains bench-nights bench-scale-out
+.PHONY: compose-env install bench-install demo test $(addprefix test-,$(TIERS)) airflow stop report lock clean bench-ml100k bench-faults bench-topn bench-scale bench-io bench-neumf-cost bench-ui bench-domains bench-nights bench-scale-out bench-chaos
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -109,3 +109,7 @@ bench-scale-out: $(STAMP)
 ## make bench-nights: an evolving world night by night through the scheduler, train_mode full vs warm (SIZE=S, NIGHTS=14; M: 7+; MODES, FRESH=1)
 bench-nights: $(STAMP)
 	$(PY) -m bench.nights --size $(if $(filter command line environment,$(origin SIZE)),$(SIZE),S) $(if $(NIGHTS),--nights $(NIGHTS)) $(if $(MODES),--modes $(MODES)) $(if $(FRESH),--fresh)
+
+## make bench-chaos: nights under the scheduler with Celery workers and run files on S3 while workers, the scheduler and PostgreSQL are killed (SIZE=S)
+bench-chaos: $(STAMP)
+	$(PY) -m bench.chaos --size $(if $(filter command line environment,$(origin SIZE)),$(SIZE),S)

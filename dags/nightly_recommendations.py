@@ -41,7 +41,7 @@ from airflow.sdk import Asset, BaseHook, CronDataIntervalTimetable, Param, dag, 
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
 # Standard library only: cheap to import at parse time.
-from rec_models.config import param_specs
+from rec_models.config import DAG_RUN_TIMEOUT_HOURS, param_specs
 from rec_models.names import (FALLBACKS, MODEL_NAMES, OUTPUT_TABLE_NAMES, RECS_CONN_ID, RUN_STORE_CONN_ID, TWO_TOWER,
                               asset_name, asset_uri)
 
@@ -92,7 +92,7 @@ def _run():
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=20),
     },
-    dagrun_timeout=timedelta(hours=6),
+    dagrun_timeout=timedelta(hours=DAG_RUN_TIMEOUT_HOURS),
     tags=["recommendations", "pytorch", "postgres"],
     doc_md=__doc__,
     params=PARAMS,

@@ -12,9 +12,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from rec_models.names import WORKER_NAME_ENV
 from rec_models.processes import start_airflow_process
 
-WORKER_NAME_ENV = "RECS_WORKER_NAME"
 HOSTNAME_CALLABLE = "rec_models.celery_workers.task_hostname"
 EXECUTORS = ("local", "celery")
 

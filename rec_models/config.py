@@ -18,6 +18,9 @@ from typing import Any, ClassVar, Literal
 from rec_models.names import MODEL_NAMES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The longest a nightly DAG run may take (its dagrun_timeout); a run folder marked in use for longer
+# belongs to a run that died.
+DAG_RUN_TIMEOUT_HOURS = 6
 
 _MISSING = dataclasses.MISSING
 

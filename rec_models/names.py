@@ -39,3 +39,8 @@ def asset_name(table: str) -> str:
 
 def asset_uri(table: str) -> str:
     return f"postgres://{RECS_CONN_ID}:5432/recs/rec/{table}"
+
+# Environment variables read across processes: a Celery worker's own name (several workers on one
+# machine share its hostname), and the folder through which a bench pauses a task at a fault point.
+WORKER_NAME_ENV = "RECS_WORKER_NAME"
+PAUSE_DIR_ENV = "RECS_PAUSE_DIR"

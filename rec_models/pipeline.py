@@ -50,6 +50,7 @@ def migrate(run: Run) -> list[str]:
 
 def validate(run: Run) -> dict:
     """Quarantine bad rows of the window; fail before training if the sources cannot be trusted."""
+    run.files.mark_in_use()  # the run's first task that writes into its folder
     with connect(run.database_url) as conn:
         reports = validate_sources(conn, run.run_key, run.interval_end, run.window_start, SERVICE_START,
                                    run.config.max_rejected_share)
@@ -427,6 +428,7 @@ def summarize(run: Run) -> dict:
         summary = run_summary(conn, run.run_key)
         keep = set(kept_published(conn))
     run.files.write_summary(summary)
+    run.files.unmark_in_use()
     removed = prune_run_folders(run.store, run.config.keep_run_folders, keep, run.interval_end)
     if removed:
         log.info("pruned %d paths of older run folders", len(removed))

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from rec_models.config import PipelineConfig
+from rec_models.config import DAG_RUN_TIMEOUT_HOURS, PipelineConfig
 from rec_models.data.dataset import Dataset
 from rec_models.data.id_maps import IdMaps
 from rec_models.data.snapshot import Snapshot
@@ -83,7 +84,7 @@ def run_folder(store: RunStore | str | Path, interval_end: datetime) -> "RunFold
 
 def prune_run_folders(store: RunStore | str | Path, keep_nights: int, keep_checkpoints: set[tuple[str, datetime]],
                       current: datetime) -> list[str]:
-    """Run folders beyond the newest ``keep_nights`` (and not ``current``'s) lose everything but the
+    """Run folders beyond the newest ``keep_nights`` (and not ``current``'s, nor one a run is using) lose everything but the
     checkpoints in ``keep_checkpoints`` ((model, interval end) of runs still published); a folder left
     empty goes. Returns the removed paths, relative to the run root."""
     if isinstance(store, (str, Path)):
@@ -93,8 +94,8 @@ def prune_run_folders(store: RunStore | str | Path, keep_nights: int, keep_check
     kept = {(model, run_folder(store, end).slug) for model, end in keep_checkpoints}
     removed = []
     for folder in folders[:-keep_nights]:
-        if folder == current_name:
-            continue
+        if folder == current_name or RunFolder(store, folder).in_use():
+            continue  # a backfill of an older night may be running now
         for child in store.children(folder):
             if child == CHECKPOINTS:
                 for checkpoint in store.children(f"{folder}/{child}"):
@@ -109,6 +110,21 @@ def prune_run_folders(store: RunStore | str | Path, keep_nights: int, keep_check
         if not store.children(folder):
             store.remove(folder)
     return removed
+
+
+def leftover_files(store: RunStore | str | Path) -> list[str]:
+    """Files of failed or unfinished attempts under the run root (relative paths): what no committed
+    artifact accounts for, except the records a run folder keeps (``<night>/*.json``, ``<night>/records/``)."""
+    if isinstance(store, (str, Path)):
+        store = open_store(store)
+    leftovers = []
+    for path in store.unaccounted():
+        parts = path.split("/")
+        record = _SLUG.match(parts[0]) and (len(parts) == 2 or parts[1] == "records") \
+            and not path.endswith((".tmp", ".part"))
+        if not record:
+            leftovers.append(path)
+    return leftovers
 
 
 class RunFolder:
@@ -205,6 +221,22 @@ class RunFolder:
 
     def clear_scores(self, model_name: str) -> None:
         self.store.remove(self._scores(model_name))
+
+    # A run marks its folder in use from its first task to its last, so that another night's pruning
+    # (a backfill of an older night runs beside the nightly) leaves it alone; a mark older than the
+    # DAG run timeout is a dead run's.
+    def mark_in_use(self) -> None:
+        self._write_json("in_use.json", {"since": time.time()})
+
+    def unmark_in_use(self) -> None:
+        self.store.remove(self._at("in_use.json"))
+
+    def in_use(self) -> bool:
+        try:
+            since = json.loads(self.store.read_text(self._at("in_use.json")))["since"]
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return False
+        return time.time() - float(since) < DAG_RUN_TIMEOUT_HOURS * 3600
 
     # Records tasks hand each other (small JSON objects, each written whole)
     def write_validation(self, summary: dict) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import time
@@ -16,6 +17,7 @@ import urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import psutil
 import psycopg
 
 from rec_models.celery_workers import EXECUTORS, celery_settings, start_redis, start_worker
@@ -26,6 +28,17 @@ from rec_models.names import RECS_CONN_ID
 
 NIGHTLY_DAG = "nightly_recommendations"
 FINISHED = ("success", "failed")
+# For benches and tests that kill things: a lost task noticed in a minute, not in five (defaults in
+# brackets). A task whose heartbeats stop is failed, and retried, after this many seconds [300]; the
+# scheduler looks for such tasks this often [10]; a restarted scheduler adopts the tasks of a dead one
+# this often [300]; a task queued but never started is queued again after [600], checked every [120].
+QUICK_RECOVERY = {
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+    "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "15",
+    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "180",
+    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "15",
+}
 
 
 class LocalScheduler:
@@ -33,16 +46,20 @@ class LocalScheduler:
     this checkout's DAGs against ``recs_url`` with run files under ``run_root`` (a folder or an
     object-store URL; ``env``: what its clients read, such as credentials or an Airflow Connection);
     ``executor`` "celery" adds a Redis broker and ``workers`` Celery workers named worker-1, worker-2,
-    ..., each with a run-file cache of its own, as if on machines of their own."""
+    ..., each with a run-file cache of its own, as if on machines of their own. ``supervise``: a process
+    that exits is started again (as systemd or Kubernetes would), instead of failing the wait."""
 
     def __init__(self, recs_url: str, metadata_url: str, home: Path, run_root: Path | str, parallelism: int = 4,
-                 executor: str = "local", workers: int = 2, env: dict[str, str] | None = None):
+                 executor: str = "local", workers: int = 2, env: dict[str, str] | None = None,
+                 supervise: bool = False):
         if executor not in EXECUTORS:
             raise ValueError(f"executor must be one of {EXECUTORS}, not {executor!r}")
         self.recs_url, self.metadata_url, self.home, self.run_root = recs_url, metadata_url, home, run_root
         self.parallelism, self.executor, self.extra_env = parallelism, executor, dict(env or {})
         self.worker_names = [f"worker-{n}" for n in range(1, workers + 1)] if executor == "celery" else []
         self.processes: dict[str, subprocess.Popen] = {}
+        self.supervise = supervise
+        self.restarts: list[str] = []  # "<process> (exit <code>)", each time supervision restarted one
         self.api_port = free_port()
         self.redis_port = free_port()
         self.jwt_secret = secrets.token_urlsafe(64)
@@ -84,12 +101,8 @@ class LocalScheduler:
     def start(self, timeout: float = 240) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         self.airflow("db", "migrate")
-        if self.executor == "celery":
-            self.processes["redis"] = start_redis(self.redis_port, self.home / "redis")
-        self.processes["api-server"] = start_api_server(self.env(), self.api_port, self.home / "api-server.log")
-        for name in ("scheduler", "dag-processor"):
-            self.start_process(name)
-        for name in self.worker_names:
+        for name in (["redis"] if self.executor == "celery" else []) + ["api-server", "scheduler", "dag-processor",
+                                                                         *self.worker_names]:
             self.start_process(name)
         deadline = time.monotonic() + timeout
         while not self._query("SELECT 1 FROM serialized_dag WHERE dag_id = %s", (NIGHTLY_DAG,)):
@@ -100,13 +113,58 @@ class LocalScheduler:
         self.airflow("dags", "unpause", NIGHTLY_DAG)
 
     def start_process(self, name: str) -> subprocess.Popen:
-        """(Re)start the scheduler, the dag-processor or a worker (``worker-N``), in a process group of its own."""
-        if name in self.worker_names:
-            env = {**self.env(), "RECS_RUN_CACHE": str(self.home / f"run-cache-{name}")}
+        """(Re)start one process of the stack (redis, api-server, scheduler, dag-processor or a worker
+        ``worker-N``), in a process group of its own."""
+        if name == "redis":
+            self.processes[name] = start_redis(self.redis_port, self.home / "redis")
+        elif name == "api-server":
+            self.processes[name] = start_api_server(self.env(), self.api_port, self.home / "api-server.log")
+        elif name in self.worker_names:
+            env = {**self.env(), "RECS_RUN_CACHE": str(self.worker_cache(name))}
             self.processes[name] = start_worker(env, name, self.home / f"{name}.log")
         else:
             self.processes[name] = start_airflow_process([name], self.env(), self.home / f"{name}.log")
         return self.processes[name]
+
+    def worker_cache(self, name: str) -> Path:
+        return self.home / f"run-cache-{name}"
+
+    def kill(self, name: str, also: tuple[int, ...] = ()) -> None:
+        """SIGKILL a process of the stack with its whole process group and every process it started
+        (task processes included), plus the pids in ``also``: a machine lost, not a clean shutdown."""
+        proc = self.processes[name]
+        victims = set(also)
+        try:
+            victims |= {child.pid for child in psutil.Process(proc.pid).children(recursive=True)}
+        except psutil.NoSuchProcess:
+            pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        for pid in victims:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait()
+
+    def replace_worker(self, name: str, also: tuple[int, ...] = ()) -> None:
+        """Lose worker ``name``'s machine (killed, its local run-file cache gone) and start a new one
+        under the same name."""
+        self.kill(name, also)
+        shutil.rmtree(self.worker_cache(name), ignore_errors=True)
+        self.start_process(name)
+
+    def check_processes(self) -> None:
+        """Restart what exited (``supervise``), or raise naming it."""
+        for name, proc in list(self.processes.items()):
+            if proc.poll() is None:
+                continue
+            if not self.supervise:
+                raise RuntimeError(f"airflow {name} exited ({proc.returncode}); see {self.home}/{name}.log")
+            self.restarts.append(f"{name} (exit {proc.returncode})")
+            self.start_process(name)
 
     def trigger(self, interval_end: datetime, conf: dict, run_id: str) -> str:
         """A run of the nightly DAG for the day ending at ``interval_end``, through the REST API with its
@@ -122,6 +180,19 @@ class LocalScheduler:
         with urllib.request.urlopen(request, timeout=60) as response:
             return json.loads(response.read())["dag_run_id"]
 
+    def backfill(self, interval_end: datetime, conf: dict) -> str:
+        """A backfill (`airflow backfill create`) of the one night ending at ``interval_end``, which the
+        running scheduler executes beside any other run; returns its DAG run id."""
+        # The cron timetable names a night by the start of its data interval.
+        day = (interval_end - timedelta(days=1)).isoformat()
+        self.airflow("backfill", "create", "--dag-id", NIGHTLY_DAG, "--from-date", day, "--to-date", day,
+                     "--dag-run-conf", json.dumps(conf))
+        rows = self._query("SELECT run_id FROM dag_run WHERE dag_id = %s AND run_type = 'backfill' "
+                           "AND data_interval_end = %s", (NIGHTLY_DAG, interval_end))
+        if not rows:
+            raise RuntimeError(f"airflow backfill create made no run for the night ending {interval_end}")
+        return rows[0][0]
+
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
@@ -133,8 +204,7 @@ class LocalScheduler:
             rows = self._query("SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", (NIGHTLY_DAG, run_id))
             if rows and rows[0][0] in FINISHED:
                 return rows[0][0]
-            if any(p.poll() is not None for p in self.processes.values()):
-                raise RuntimeError(f"an Airflow process exited; see {self.home}/*.log")
+            self.check_processes()
             time.sleep(3)
         raise TimeoutError(f"DAG run {run_id} did not finish within {timeout:.0f} s")
 
@@ -149,6 +219,12 @@ class LocalScheduler:
         rows = self._query("SELECT task_id, map_index, hostname FROM task_instance WHERE dag_id = %s AND run_id = %s",
                            (NIGHTLY_DAG, run_id))
         return {task if index < 0 else f"{task}[{index}]": host for task, index, host in rows}
+
+    def task_tries(self, run_id: str) -> dict[str, int]:
+        """task id (mapped tasks: ``id[index]``) -> the number of its latest try."""
+        rows = self._query("SELECT task_id, map_index, try_number FROM task_instance WHERE dag_id = %s AND run_id = %s",
+                           (NIGHTLY_DAG, run_id))
+        return {task if index < 0 else f"{task}[{index}]": tries for task, index, tries in rows}
 
     def task_seconds(self, run_id: str) -> dict[str, float]:
         """task id -> seconds its finished tries took (a mapped task's shards summed)."""
@@ -182,12 +258,18 @@ class LocalScheduler:
                 pass
         self.processes.clear()
 
-    def _query(self, statement: str, params: tuple) -> list[tuple]:
-        try:
-            with psycopg.connect(self.metadata_url) as conn:
-                return conn.execute(statement, params).fetchall()
-        except psycopg.errors.UndefinedTable:
-            return []
+    def _query(self, statement: str, params: tuple, patience: float = 60) -> list[tuple]:
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                with psycopg.connect(self.metadata_url) as conn:
+                    return conn.execute(statement, params).fetchall()
+            except psycopg.errors.UndefinedTable:
+                return []
+            except psycopg.OperationalError:  # the database restarting: ask again
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
 
     def __enter__(self) -> "LocalScheduler":
         self.start()

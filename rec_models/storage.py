@@ -51,6 +51,10 @@ class RunStore(Protocol):
     def children(self, relative: str) -> list[str]:
         """Names directly under ``relative`` (folders and records), sorted."""
 
+    def unaccounted(self) -> list[str]:
+        """Paths (relative to the root) no committed artifact accounts for: a writer's temporary files,
+        or files of a commit that never finished; records (small files written whole) among them."""
+
 
 def is_object_store(root: str | Path) -> bool:
     text = str(root)
@@ -116,6 +120,11 @@ class LocalStore:
     def children(self, relative: str) -> list[str]:
         path = self.root / relative
         return sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+
+    def unaccounted(self) -> list[str]:
+        # Writers here write into a temporary name and rename it into place (see write_text).
+        return sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*")
+                      if p.name.endswith((".tmp", ".part"))) if self.root.is_dir() else []
 
 
 class ObjectStore:
@@ -239,6 +248,22 @@ class ObjectStore:
                     found["type"] == "file" for found in self.fs.find(entry["name"], detail=True).values()):
                 names.add(entry["name"].rstrip("/").rsplit("/", 1)[-1])
         return sorted(names - {MANIFEST})
+
+    def unaccounted(self) -> list[str]:
+        keys = [k for k in self._find(self.base)]
+        listed: dict[str, set[str]] = {}
+        for key in keys:
+            if key.endswith(f"/{MANIFEST}"):
+                folder = key[: -len(MANIFEST) - 1]
+                listed[folder] = set(json.loads(self.fs.cat_file(key).decode())["files"])
+        found = []
+        for key in keys:
+            if key.endswith(f"/{MANIFEST}"):
+                continue
+            owner = max((f for f in listed if key.startswith(f + "/")), key=len, default=None)
+            if owner is None or key[len(owner) + 1:] not in listed[owner]:
+                found.append(key[len(self.base) + 1:])
+        return sorted(found)
 
 
 def _remove_local(path: Path) -> None:

@@ -22,6 +22,8 @@ import torch
 from scipy import sparse
 from torch import nn
 
+from rec_models.faults import checkpoint
+
 log = logging.getLogger(__name__)
 
 
@@ -155,6 +157,7 @@ def train_loop(
             with torch.no_grad(), torch.random.fork_rng(devices=devices):
                 entry["validation"] = float(validate())
         report.history.append(entry)
+        checkpoint("train:epoch")
         elapsed = time.perf_counter() - started
         log.info(
             "epoch %d/%d loss %.4f%s, %.0f %s/s, ETA %.0f s", epoch, settings.epochs, entry["loss"],

@@ -165,12 +165,13 @@ def drop_staging(conn: psycopg.Connection, outputs: Sequence[OutputTable], model
 
 def prune_published(conn: psycopg.Connection, outputs: Sequence[OutputTable], model_name: str, keep: int,
                     lock_timeout_ms: int = 100) -> list[int]:
-    """Drop the partitions of this model's runs beyond the newest ``keep`` published ones (never a served run)."""
+    """Drop the partitions of this model's runs beyond the ``keep`` published ones with the newest data
+    (never a served run): a backfill of an old night published today is the oldest, not the newest."""
     stale = [r[0] for r in conn.execute(
         "SELECT model_run_id FROM rec.model_runs m WHERE model_name = %s AND published_at IS NOT NULL "
         "AND coalesce(status_reason, '') NOT LIKE 'pruned%%' "
         "AND NOT EXISTS (SELECT 1 FROM rec.serving s WHERE s.model_run_id = m.model_run_id) "
-        "ORDER BY published_at DESC OFFSET %s", (model_name, keep)).fetchall()]
+        "ORDER BY data_interval_end DESC, published_at DESC OFFSET %s", (model_name, keep)).fetchall()]
     conn.commit()
     dropped = []
     for run_id in stale:

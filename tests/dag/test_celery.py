@@ -2,7 +2,10 @@
 over a Redis broker (Debian's redis-server), the run folder on an S3 server (SeaweedFS) reached
 through the Airflow Connection recs_run_store, each worker with a local cache of its own as if on a
 machine of its own. The mapped user-scoring shards run on both workers, as Airflow records them, and
-the published rows equal those of the LocalExecutor with a local run folder on the same night."""
+the published rows equal those of the LocalExecutor with a local run folder on the same night, although
+one worker's machine is lost (kill -9, cache gone, a new worker under its name) in the middle of a
+publish: Airflow notices the task's heartbeats stop and retries it, and nothing of the lost attempt is
+left behind."""
 
 from __future__ import annotations
 
@@ -17,9 +20,10 @@ import pytest
 from rec_models.data.seed import seed_world
 from rec_models.db.migrate import apply_migrations
 from rec_models.db.outputs import OUTPUT_TABLES
-from rec_models.names import RUN_STORE_CONN_ID
-from rec_models.run import run_folder
-from rec_models.scheduler import LocalScheduler
+from rec_models.names import PAUSE_DIR_ENV, RUN_STORE_CONN_ID
+from rec_models.faults import PauseControl
+from rec_models.run import leftover_files, run_folder
+from rec_models.scheduler import QUICK_RECOVERY, LocalScheduler
 from rec_models.storage import open_store
 from tests.conftest import END
 
@@ -37,19 +41,30 @@ def redis_server():
         pytest.skip(message)
 
 
-def _night(executor, world, database_factory, tmp_path_factory, run_root=None, env=None):
+def _night(executor, world, database_factory, tmp_path_factory, run_root=None, env=None, lose_worker_at=None):
     recs = database_factory()
     apply_migrations(recs)
     with psycopg.connect(recs) as conn:
         seed_world(conn, world)
     home = tmp_path_factory.mktemp(executor)
+    pauses = PauseControl(home / "pauses")
     scheduler = LocalScheduler(recs, database_factory("airflow_meta"), home / "airflow", run_root or home / "runs",
-                               executor=executor, workers=2, env=env)
+                               executor=executor, workers=2,
+                               env={**(env or {}), **QUICK_RECOVERY, PAUSE_DIR_ENV: str(pauses.folder)})
     with scheduler:
+        if lose_worker_at:
+            pauses.arm(lose_worker_at)
         run_id = scheduler.trigger(END, CONF, f"night_{executor}")
+        lost = None
+        if lose_worker_at:
+            lost = pauses.wait_paused(lose_worker_at, timeout=900)
+            scheduler.replace_worker(lost["worker"], also=(lost["pid"],))
+            pauses.release(lose_worker_at)
         state = scheduler.wait(run_id, timeout=900)
-        return {"recs": recs, "state": state, "tasks": scheduler.task_states(run_id),
-                "hosts": scheduler.task_hostnames(run_id), "workers": scheduler.worker_names, "home": home}
+        return {"recs": recs, "state": state, "tasks": scheduler.task_states(run_id), "lost": lost,
+                "tries": scheduler.task_tries(run_id), "hosts": scheduler.task_hostnames(run_id),
+                "workers": scheduler.worker_names, "home": home,
+                "caches": [scheduler.worker_cache(name) for name in scheduler.worker_names]}
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +73,8 @@ def celery_night(redis_server, s3_server, small_world, database_factory, tmp_pat
                   "extra": {"endpoint_url": s3_server.endpoint_url}}
     root = f"{s3_server.url}/celery-{uuid.uuid4().hex[:8]}"
     night = _night("celery", small_world, database_factory, tmp_path_factory, run_root=root,
-                   env={f"AIRFLOW_CONN_{RUN_STORE_CONN_ID.upper()}": json.dumps(connection)})
+                   env={f"AIRFLOW_CONN_{RUN_STORE_CONN_ID.upper()}": json.dumps(connection)},
+                   lose_worker_at="publish:before_swap")
     return {**night, "store": open_store(root, s3_server.storage_options)}
 
 
@@ -74,6 +90,18 @@ def test_celery_workers_share_the_mapped_shards(celery_night):
     assert set(shards.values()) == {"worker-1", "worker-2"}, shards
     # Every task ran on a worker, none in the scheduler's own process.
     assert set(celery_night["hosts"].values()) <= {"worker-1", "worker-2"}, celery_night["hosts"]
+
+
+def test_a_worker_lost_mid_publish_is_retried_and_leaves_nothing_behind(celery_night):
+    assert celery_night["state"] == "success", celery_night["tasks"]
+    assert celery_night["lost"]["worker"] in celery_night["workers"]
+    retried = {task: tries for task, tries in celery_night["tries"].items() if tries > 1}
+    assert len(retried) == 1 and next(iter(retried)).startswith("publish_"), celery_night["tries"]
+    with psycopg.connect(celery_night["recs"]) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'rec' "
+                            "AND tablename LIKE '%%\\_stage\\_%%'").fetchone()[0] == 0
+    assert leftover_files(celery_night["store"]) == []
+    assert not [p for cache in celery_night["caches"] for p in cache.rglob("*") if p.name.endswith((".part", ".tmp"))]
 
 
 def test_the_run_folder_lives_on_the_object_store(celery_night):

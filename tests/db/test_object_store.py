@@ -16,7 +16,7 @@ from rec_models import pipeline
 from rec_models.config import PipelineConfig
 from rec_models.data.id_maps import IdMaps
 from rec_models.models import Popularity
-from rec_models.run import Run, prune_run_folders, run_folder
+from rec_models.run import Run, leftover_files, prune_run_folders, run_folder
 from rec_models.storage import MANIFEST, ObjectStore, open_store, options_from_connection
 from tests.conftest import END
 from tests.db.conftest import user_rows
@@ -48,6 +48,22 @@ def test_an_artifact_is_seen_whole_or_not_at_all(store):
             (folder / "a.npy").write_bytes(b"x")
             raise RuntimeError("task died")
     assert not store.exists("night/failed")
+
+
+def test_files_of_an_unfinished_commit_are_found_as_leftovers(store):
+    night = run_folder(store, END).slug
+    with store.staged(f"{night}/dataset") as folder:
+        (folder / "arrays.npz").write_bytes(b"x")
+    store.write_text(f"{night}/records/mf/fit.json", "{}")
+    store.write_text(f"{night}/validation.json", "{}")
+    assert leftover_files(store) == []
+    # A worker lost between uploading a file and writing the manifest; another beside a manifest.
+    store.fs.pipe_file(f"{store._remote(night)}/snapshot/columns.npz", b"half")
+    store.fs.pipe_file(f"{store._remote(night)}/dataset/stale.npz", b"old attempt")
+    assert leftover_files(store) == [f"{night}/dataset/stale.npz", f"{night}/snapshot/columns.npz"]
+    with store.staged(f"{night}/snapshot") as folder:  # the retry commits over it
+        (folder / "columns.npz").write_bytes(b"whole")
+    assert leftover_files(store) == [f"{night}/dataset/stale.npz"]
 
 
 def test_the_cache_follows_a_new_commit_even_of_the_same_size(s3_server, store, tmp_path, monkeypatch):

@@ -4,16 +4,19 @@ training, next-day metrics against a plain loop, and run-folder pruning."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import time
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
 
+from rec_models.config import DAG_RUN_TIMEOUT_HOURS
 from rec_models.data.checks import check_interval
 from rec_models.data.evolving import DAY, SCRIPT, EvolvingSpec, day_rows, generate_evolving, scripted_bad_nights
 from rec_models.data.synthetic import WorldSpec
 from rec_models.db.next_day import ranking_metrics
-from rec_models.run import prune_run_folders, run_folder
+from rec_models.run import leftover_files, prune_run_folders, run_folder
 
 LAST = datetime(2026, 11, 27, 2, tzinfo=timezone.utc)
 
@@ -107,6 +110,28 @@ def test_pruning_keeps_newest_nights_and_published_checkpoints(tmp_path):
     (tmp_path / "not-a-run").mkdir()
     prune_run_folders(tmp_path, 1, set(), current=ends[-1])
     assert (tmp_path / "not-a-run").exists() and not run_folder(tmp_path, ends[0]).path.exists()
+
+
+def test_pruning_leaves_a_folder_a_run_is_using(tmp_path):
+    ends = [LAST - timedelta(days=d) for d in range(4, -1, -1)]
+    for end in ends:
+        (run_folder(tmp_path, end).path / "snapshot").mkdir(parents=True)
+    busy, dead = run_folder(tmp_path, ends[0]), run_folder(tmp_path, ends[1])
+    busy.mark_in_use()  # a backfill of an older night, running now
+    (dead.path / "in_use.json").write_text(json.dumps({"since": time.time() - (DAG_RUN_TIMEOUT_HOURS * 3600 + 60)}))
+    prune_run_folders(tmp_path, 1, set(), current=ends[-1])
+    assert busy.path.exists() and not dead.path.exists()
+    busy.unmark_in_use()
+    prune_run_folders(tmp_path, 1, set(), current=ends[-1])
+    assert not busy.path.exists()
+
+
+def test_leftover_files_of_a_local_run_root(tmp_path):
+    folder = run_folder(tmp_path, LAST)
+    folder.write_validation({})
+    (folder.path / "dataset.tmp").mkdir()  # a writer killed before its rename
+    (folder.path / "dataset.tmp" / "arrays.npz").write_bytes(b"half")
+    assert leftover_files(tmp_path) == [f"{folder.slug}/dataset.tmp"]
 
 
 def test_bad_night_scripts_are_checked():
