@@ -40,10 +40,10 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from bench.scale import SIZES
+from bench.worlds import SIZES
 from rec_models.config import PROJECT_ROOT
 from rec_models.data.seed import seed_world
-from rec_models.data.synthetic import WorldSpec, generate_world
+from rec_models.data.synthetic import generate_world
 from rec_models.db.connect import scratch_database
 from rec_models.db.embedded import restart_embedded_server
 from rec_models.db.migrate import apply_migrations
@@ -56,8 +56,6 @@ from rec_models.seaweedfs import SeaweedS3
 from rec_models.storage import open_store
 
 OUT = PROJECT_ROOT / "var" / "bench-chaos"
-# A smoke-sized world for trying the bench itself; S is the default.
-WORLDS = {"XS": WorldSpec(n_users=1_500, n_videos=300, n_views=30_000, n_domain_visits=40_000, seed=5), **SIZES}
 
 PAUSE_TIMEOUT_S = 1800
 
@@ -270,14 +268,14 @@ def stack(recs: str, meta: str, home: Path, run_root: str, env: dict, supervise:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", choices=tuple(WORLDS), default="S")
+    parser.add_argument("--size", choices=tuple(SIZES), default="S")
     parser.add_argument("--store", choices=("s3", "local"), default="s3", help="where run files live")
     parser.add_argument("--shards", type=int, default=4, help="user_shards: more than the two workers")
     args = parser.parse_args(argv)
     if os.environ.get("DATABASE_URL"):
         parser.error("the bench restarts PostgreSQL: run it on the embedded server (DATABASE_URL unset)")
     end = datetime.now(timezone.utc).replace(hour=2, minute=0, second=0, microsecond=0)
-    world = generate_world(WORLDS[args.size], end)
+    world = generate_world(SIZES[args.size], end)
     first, nights = end - timedelta(days=len(CASES)), [end - timedelta(days=d) for d in range(len(CASES) - 1, -1, -1)]
     backfill_night = first - timedelta(days=3)
     conf = {"user_shards": args.shards}

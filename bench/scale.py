@@ -29,19 +29,15 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.worlds import SIZES
 from rec_models import pipeline
 from rec_models.config import PipelineConfig
 from rec_models.data.seed import seed_world
-from rec_models.data.synthetic import WorldSpec, default_end, generate_world
+from rec_models.data.synthetic import default_end, generate_world
 from rec_models.db.connect import connect, scratch_database
 from rec_models.db.migrate import apply_migrations
 from rec_models.run import Run
 
-SIZES = {
-    "S": WorldSpec(n_users=10_000, n_videos=2_000, n_views=200_000, n_domain_visits=300_000, seed=21),
-    "M": WorldSpec(n_users=100_000, n_videos=20_000, n_views=2_000_000, n_domain_visits=3_000_000, seed=22),
-    "L": WorldSpec(n_users=1_000_000, n_videos=100_000, n_views=20_000_000, n_domain_visits=30_000_000, seed=23),
-}
 
 
 def peak_rss_gib() -> float:
