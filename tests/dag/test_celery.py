@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import uuid
 
 import psycopg
@@ -49,7 +50,7 @@ def _night(executor, world, database_factory, tmp_path_factory, run_root=None, e
     home = tmp_path_factory.mktemp(executor)
     pauses = PauseControl(home / "pauses")
     scheduler = LocalScheduler(recs, database_factory("airflow_meta"), home / "airflow", run_root or home / "runs",
-                               executor=executor, workers=2,
+                               executor=executor, workers=2, supervise=True,
                                env={**(env or {}), **QUICK_RECOVERY, PAUSE_DIR_ENV: str(pauses.folder)})
     with scheduler:
         if lose_worker_at:
@@ -61,7 +62,15 @@ def _night(executor, world, database_factory, tmp_path_factory, run_root=None, e
             scheduler.replace_worker(lost["worker"], also=(lost["pid"],))
             pauses.release(lose_worker_at)
         state = scheduler.wait(run_id, timeout=900)
-        return {"recs": recs, "state": state, "tasks": scheduler.task_states(run_id), "lost": lost,
+        restarts = list(scheduler.restarts)
+        # A process that dies (here the dag-processor, as a database restart can make it) is started again.
+        crashed = scheduler.processes["dag-processor"]
+        os.killpg(crashed.pid, signal.SIGKILL)
+        crashed.wait()
+        scheduler.check_processes()
+        supervised = {"restarts": restarts, "after crash": list(scheduler.restarts),
+                      "alive": scheduler.processes["dag-processor"].poll() is None}
+        return {"recs": recs, "state": state, "supervised": supervised, "tasks": scheduler.task_states(run_id), "lost": lost,
                 "tries": scheduler.task_tries(run_id), "hosts": scheduler.task_hostnames(run_id),
                 "workers": scheduler.worker_names, "home": home,
                 "caches": [scheduler.worker_cache(name) for name in scheduler.worker_names]}
@@ -102,6 +111,12 @@ def test_a_worker_lost_mid_publish_is_retried_and_leaves_nothing_behind(celery_n
                             "AND tablename LIKE '%%\\_stage\\_%%'").fetchone()[0] == 0
     assert leftover_files(celery_night["store"]) == []
     assert not [p for cache in celery_night["caches"] for p in cache.rglob("*") if p.name.endswith((".part", ".tmp"))]
+
+
+def test_the_stack_restarts_a_process_that_died(celery_night, local_night):
+    for night in (celery_night, local_night):
+        assert night["supervised"]["restarts"] == []  # nothing died during the night
+        assert night["supervised"]["after crash"] == ["dag-processor (exit -9)"] and night["supervised"]["alive"]
 
 
 def test_the_run_folder_lives_on_the_object_store(celery_night):
