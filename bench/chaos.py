@@ -165,7 +165,7 @@ class Chaos:
 
     def _finished(self, run_id: str) -> dict:
         state = self.scheduler.wait(run_id, timeout=3 * 3600)
-        retried = self.scheduler._query(
+        retried = self.scheduler.query(
             "SELECT count(*) FROM task_instance WHERE dag_id = %s AND run_id = %s AND try_number > 1",
             (NIGHTLY_DAG, run_id))[0][0]
         return {"run_id": run_id, "state": state, "seconds": self.scheduler.run_seconds(run_id), "retried": retried}
@@ -188,7 +188,7 @@ class Chaos:
 
     def _overlap(self, run_a: str, run_b: str) -> float:
         """Seconds two DAG runs were running at the same time."""
-        rows = self.scheduler._query(
+        rows = self.scheduler.query(
             "SELECT extract(epoch FROM least(a.end_date, b.end_date) - greatest(a.start_date, b.start_date)) "
             "FROM dag_run a, dag_run b WHERE a.dag_id = %s AND b.dag_id = a.dag_id AND a.run_id = %s AND b.run_id = %s",
             (NIGHTLY_DAG, run_a, run_b))
@@ -196,7 +196,7 @@ class Chaos:
 
     def _running(self, run_id: str) -> bool:
         self.scheduler.check_processes()
-        rows = self.scheduler._query("SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", (NIGHTLY_DAG, run_id))
+        rows = self.scheduler.query("SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", (NIGHTLY_DAG, run_id))
         return not rows or rows[0][0] not in ("success", "failed")
 
 

@@ -105,7 +105,7 @@ class LocalScheduler:
                                                                          *self.worker_names]:
             self.start_process(name)
         deadline = time.monotonic() + timeout
-        while not self._query("SELECT 1 FROM serialized_dag WHERE dag_id = %s", (NIGHTLY_DAG,)):
+        while not self.query("SELECT 1 FROM serialized_dag WHERE dag_id = %s", (NIGHTLY_DAG,)):
             if time.monotonic() > deadline or any(p.poll() is not None for p in self.processes.values()):
                 self.stop()
                 raise RuntimeError(f"the DAG was not parsed within {timeout:.0f} s; see {self.home}/*.log")
@@ -187,7 +187,7 @@ class LocalScheduler:
         day = (interval_end - timedelta(days=1)).isoformat()
         self.airflow("backfill", "create", "--dag-id", NIGHTLY_DAG, "--from-date", day, "--to-date", day,
                      "--dag-run-conf", json.dumps(conf))
-        rows = self._query("SELECT run_id FROM dag_run WHERE dag_id = %s AND run_type = 'backfill' "
+        rows = self.query("SELECT run_id FROM dag_run WHERE dag_id = %s AND run_type = 'backfill' "
                            "AND data_interval_end = %s", (NIGHTLY_DAG, interval_end))
         if not rows:
             raise RuntimeError(f"airflow backfill create made no run for the night ending {interval_end}")
@@ -201,7 +201,7 @@ class LocalScheduler:
         """The run's final state (success or failed)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            rows = self._query("SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", (NIGHTLY_DAG, run_id))
+            rows = self.query("SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", (NIGHTLY_DAG, run_id))
             if rows and rows[0][0] in FINISHED:
                 return rows[0][0]
             self.check_processes()
@@ -210,33 +210,33 @@ class LocalScheduler:
 
     def task_states(self, run_id: str) -> dict[str, str]:
         """task id (mapped tasks: ``id[index]``) -> state, as the scheduler recorded them."""
-        rows = self._query("SELECT task_id, map_index, state FROM task_instance WHERE dag_id = %s AND run_id = %s",
+        rows = self.query("SELECT task_id, map_index, state FROM task_instance WHERE dag_id = %s AND run_id = %s",
                            (NIGHTLY_DAG, run_id))
         return {task if index < 0 else f"{task}[{index}]": state for task, index, state in rows}
 
     def task_hostnames(self, run_id: str) -> dict[str, str]:
         """task id (mapped tasks: ``id[index]``) -> the hostname Airflow recorded for its last try."""
-        rows = self._query("SELECT task_id, map_index, hostname FROM task_instance WHERE dag_id = %s AND run_id = %s",
+        rows = self.query("SELECT task_id, map_index, hostname FROM task_instance WHERE dag_id = %s AND run_id = %s",
                            (NIGHTLY_DAG, run_id))
         return {task if index < 0 else f"{task}[{index}]": host for task, index, host in rows}
 
     def task_tries(self, run_id: str) -> dict[str, int]:
         """task id (mapped tasks: ``id[index]``) -> the number of its latest try."""
-        rows = self._query("SELECT task_id, map_index, try_number FROM task_instance WHERE dag_id = %s AND run_id = %s",
+        rows = self.query("SELECT task_id, map_index, try_number FROM task_instance WHERE dag_id = %s AND run_id = %s",
                            (NIGHTLY_DAG, run_id))
         return {task if index < 0 else f"{task}[{index}]": tries for task, index, tries in rows}
 
     def task_seconds(self, run_id: str) -> dict[str, float]:
         """task id -> seconds its finished tries took (a mapped task's shards summed)."""
         seconds: dict[str, float] = {}
-        for task, value in self._query("SELECT task_id, extract(epoch FROM end_date - start_date) FROM task_instance "
+        for task, value in self.query("SELECT task_id, extract(epoch FROM end_date - start_date) FROM task_instance "
                                        "WHERE dag_id = %s AND run_id = %s AND end_date IS NOT NULL",
                                        (NIGHTLY_DAG, run_id)):
             seconds[task] = seconds.get(task, 0.0) + float(value)
         return seconds
 
     def run_seconds(self, run_id: str) -> float:
-        row = self._query("SELECT extract(epoch FROM end_date - start_date) FROM dag_run WHERE dag_id = %s "
+        row = self.query("SELECT extract(epoch FROM end_date - start_date) FROM dag_run WHERE dag_id = %s "
                           "AND run_id = %s", (NIGHTLY_DAG, run_id))
         return float(row[0][0]) if row and row[0][0] is not None else float("nan")
 
@@ -258,7 +258,8 @@ class LocalScheduler:
                 pass
         self.processes.clear()
 
-    def _query(self, statement: str, params: tuple, patience: float = 60) -> list[tuple]:
+    def query(self, statement: str, params: tuple, patience: float = 60) -> list[tuple]:
+        """Rows from Airflow's metadata database (asked again while the server restarts)."""
         deadline = time.monotonic() + patience
         while True:
             try:
