@@ -25,6 +25,7 @@ Last line:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -281,7 +282,8 @@ def main(argv=None) -> None:
     conf = {"user_shards": args.shards}
     started = time.perf_counter()
     OUT.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=OUT) as tmp, _S3Server(args.store, Path(tmp)) as s3:
+    with tempfile.TemporaryDirectory(dir=OUT) as tmp, (SeaweedS3(Path(tmp) / "seaweedfs") if args.store == "s3"
+                                                          else contextlib.nullcontext()) as s3:
         home = Path(tmp)
 
         def run_root(name: str) -> tuple[str, dict, object]:
@@ -378,20 +380,6 @@ def main(argv=None) -> None:
     left = sum(len(r["leftovers"]) for _, _, r in table_rows)
     print(f"chaos: cases {n}, runs succeeded {succeeded}/{n}, rows equal {equal}/{n}, reader queries {stats.queries}, "
           f"bad reads {stats.bad_reads}, leftovers {left}")
-
-
-class _S3Server:
-    """SeaweedFS's S3 server for the bench's run roots, or nothing (``store`` local)."""
-
-    def __init__(self, store: str, home: Path):
-        self.server = SeaweedS3(home / "seaweedfs") if store == "s3" else None
-
-    def __enter__(self):
-        return self.server.__enter__() if self.server else None
-
-    def __exit__(self, *exc):
-        if self.server:
-            self.server.__exit__(*exc)
 
 
 if __name__ == "__main__":

@@ -250,7 +250,7 @@ class ObjectStore:
         return sorted(names - {MANIFEST})
 
     def unaccounted(self) -> list[str]:
-        keys = [k for k in self._find(self.base)]
+        keys = self._find(self.base)
         listed: dict[str, set[str]] = {}
         for key in keys:
             if key.endswith(f"/{MANIFEST}"):
