@@ -185,7 +185,8 @@ class PipelineConfig:
                                     minimum=1)
     warm_history_share: float = setting(
         0.2, "Warm training: the share of views older than warm_recent_days mixed in, so old tastes are not "
-             "forgotten.", minimum=0, maximum=1)
+             "forgotten (the two-tower, whose example is a user's whole history, counts the older views of the "
+             "users with recent ones toward it).", minimum=0, maximum=1)
     warm_epochs: int = setting(10, "Warm training: maximum epochs (early stopping on validation decides).", minimum=1)
     warm_patience: int = setting(1, "Warm training: epochs without a better validation NDCG@10 before stopping "
                                     "(continued weights start near their best).", minimum=1)

@@ -169,7 +169,8 @@ class Dataset:
         """Binary user x video of the views strictly before ``before`` (all when None) in its last
         ``recent_days`` days, plus a random ``older_share`` of the older views: what warm training reads.
         ``by_user``: whole rows instead (for models whose example is a user): every user with a recent
-        view and a random ``older_share`` of the others, each with all their views."""
+        view, each with all their views, and random others until ``older_share`` of the older views is
+        in (the recent users' own older views count toward it)."""
         end = self.end if before is None else before
         keep = self.viewed_at < end
         recent = keep & (self.viewed_at >= end - recent_days * DAY)
@@ -177,7 +178,10 @@ class Dataset:
         if by_user:
             recent_user = np.zeros(self.n_users, dtype=bool)
             recent_user[self.view_user[recent]] = True
-            chosen = keep & (recent_user | (rng.random(self.n_users) < older_share))[self.view_user]
+            older = keep & ~recent
+            covered = older[recent_user[self.view_user]].sum() / max(older.sum(), 1)
+            others_share = max(0.0, (older_share - covered) / (1 - covered)) if covered < 1 else 0.0
+            chosen = keep & (recent_user | (rng.random(self.n_users) < others_share))[self.view_user]
         else:
             chosen = recent | (keep & ~recent & (rng.random(self.n_views) < older_share))
         return _binary(self.view_user[chosen], self.view_video[chosen], self.n_users, self.n_videos)

@@ -11,6 +11,7 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+from scipy import sparse
 from torch import nn
 
 from rec_models.config import NeuralConfig
@@ -74,7 +75,8 @@ class NeuralRecommender(Recommender):
         with torch.no_grad():
             for name, param in self.module.named_parameters():
                 param.copy_(learned[name])
-        return self.train_module(data, interactions if train_on is None else train_on, None, epochs)
+        return self.train_module(data, interactions if train_on is None else train_on, None, epochs,
+                                 sized_for=interactions)
 
     def fit_warm(self, data: Dataset, warm: WarmStart, *, before: float | None = None,
                  validation: Split | None = None) -> FitReport:
@@ -88,7 +90,7 @@ class NeuralRecommender(Recommender):
                  {key: value for key, value in counts.items() if value["new"] or value["dropped"]} or "same ids")
         train_on = self.warm_examples(data, before, warm.recent_days, warm.history_share, self.seed)
         return self.train_module(data, train_on, validation, warm.epochs, learning_rate=self.continue_learning_rate(),
-                                 patience=warm.patience)
+                                 patience=warm.patience, sized_for=data.interactions(before))
 
     def carry(self, data: Dataset, parent: "NeuralRecommender", parent_ids: IdMaps,
               before: float | None = None) -> dict[str, dict[str, int]]:
@@ -115,15 +117,21 @@ class NeuralRecommender(Recommender):
         return self.config.learning_rate
 
     def train_module(self, data: Dataset, interactions, validation: Split | None, epochs: int | None,
-                     learning_rate: float | None = None, patience: int | None = None) -> FitReport:
+                     learning_rate: float | None = None, patience: int | None = None,
+                     sized_for: sparse.csr_matrix | None = None) -> FitReport:
+        """Train on ``interactions``, in batches sized for ``sized_for`` (None: ``interactions``).
+        Continued training passes the views a fit from scratch would read and keeps its batch size:
+        each step's cost is mostly fixed (the item tower over every video, the optimizer's rows), so
+        small batches on a fifth of the examples would cost nearly a full epoch."""
         validate = None
         if validation is not None:
             users = np.random.default_rng(self.seed).permutation(validation.test_users)[:VALIDATION_USERS]
             validate = lambda: evaluate_model(self, data, validation.train, validation.test, users, k=10).ndcg  # noqa: E731
 
         n_epochs = epochs or self.config.epochs
-        n_examples = int((np.diff(interactions.indptr) > 0).sum()) if self.objective == "multinomial" \
-            else interactions.nnz
+        sized_for = interactions if sized_for is None else sized_for
+        n_examples = int((np.diff(sized_for.indptr) > 0).sum()) if self.objective == "multinomial" \
+            else sized_for.nnz
         batch_size = self.config.batch_size or auto_batch_size(self.objective, n_examples)
         patience = patience or self.config.patience or auto_patience(self.objective, -(-n_examples // batch_size))
         settings = TrainSettings(

@@ -134,8 +134,16 @@ def test_recent_mix_reads_recent_days_and_a_share_of_older_views(small_dataset):
     everything = small_dataset.interactions()
     assert np.array_equal(np.flatnonzero(np.diff(rows.indptr)), recent_users)
     assert all(rows[u].nnz == everything[u].nnz for u in recent_users[:50])
-    some = small_dataset.recent_mix(None, 3, 0.5, seed=1, by_user=True)
+    # The recent users' own older views count toward the share: others join only beyond what they hold.
+    older = small_dataset.viewed_at < small_dataset.end - 3 * 86_400
+    covered = np.isin(small_dataset.view_user[older], recent_users).mean()
+    below = small_dataset.recent_mix(None, 3, covered * 0.9, seed=1, by_user=True)
+    assert np.array_equal(np.flatnonzero(np.diff(below.indptr)), recent_users)
+    share = (1 + covered) / 2
+    some = small_dataset.recent_mix(None, 3, share, seed=1, by_user=True)
+    older_in = np.isin(small_dataset.view_user[older], np.flatnonzero(np.diff(some.indptr))).mean()
     assert len(recent_users) < (np.diff(some.indptr) > 0).sum() < small_dataset.n_users
+    assert abs(older_in - share) < 0.1, (older_in, share)
 
 
 def test_a_corrupt_or_missing_checkpoint_is_a_checkpoint_error(small_dataset, tmp_path):
