@@ -48,7 +48,7 @@ from rec_models.data.synthetic import generate_world
 from rec_models.db.connect import scratch_database
 from rec_models.db.embedded import restart_embedded_server
 from rec_models.db.migrate import apply_migrations
-from rec_models.db.outputs import OUTPUT_TABLES
+from rec_models.db.outputs import run_digest
 from rec_models.faults import PauseControl
 from rec_models.names import PAUSE_DIR_ENV, RUN_STORE_CONN_ID
 from rec_models.run import leftover_files
@@ -226,15 +226,7 @@ def published_digests(url: str) -> dict[tuple[str, str], dict]:
         for run_id, model, end, status, reason in runs:
             baseline = re.search(r"published run (\d+)", reason or "")
             entry = {"status": status, "gate baseline": str(nights.get(int(baseline.group(1)))) if baseline else None}
-            for table in OUTPUT_TABLES:
-                columns = [c for c in table.columns if c not in ("model_run_id", "score")]
-                order = [c for c in table.primary_key if c != "model_run_id"]
-                row = sql.SQL("concat_ws(',', {}, round(score::numeric, 4))").format(
-                    sql.SQL(", ").join(map(sql.Identifier, columns)))
-                entry[table.name] = conn.execute(sql.SQL(
-                    "SELECT count(*), md5(string_agg({}, ';' ORDER BY {})) FROM {} WHERE model_run_id = %s").format(
-                    row, sql.SQL(", ").join(map(sql.Identifier, order)), sql.Identifier("rec", table.name)),
-                    (run_id,)).fetchone()
+            entry.update(run_digest(conn, run_id))
             out[(model, str(end))] = entry
     return out
 

@@ -12,7 +12,9 @@ during the interval, against its new views, every listed user: hot, warm and col
 model's previous run, and the gate's decision. Bad nights are scripted by the world (a burst of
 malformed rows, a re-delivered day, a day whose views come a day late, a day without views): a night
 that keeps serving is one whose DAG run ends as it should (trained on the quarantined data, or failed
-visibly at the data check with the reason recorded) with serving never left empty. The last line:
+visibly at the data check with the reason recorded) with serving never left empty. Then each mode's
+last night that published is cleared and runs again, as an operator would: its published rows
+(per output table, scores to 4 decimals) and lineage (mode, parent) before and after. The last line:
     nights: <N> size <S|M>, warm/full train time <r>x, next-day NDCG@10 warm=<a> full=<b>, bad nights <kept>/<scripted> kept serving
 where r = full's train seconds / warm's, summed over every night (forced full retrains included),
 and a, b the mean next-day NDCG@10 of the serving run over the nights measured.
@@ -37,6 +39,7 @@ from rec_models.data.evolving import EvolvingSpec, generate_evolving, last_night
 from rec_models.data.seed import seed_days
 from rec_models.db.connect import ensure_database, resolve_database_url, with_database
 from rec_models.db.migrate import apply_migrations
+from rec_models.db.outputs import run_digest
 from rec_models.names import MODEL_NAMES
 from rec_models.scheduler import LocalScheduler
 
@@ -63,7 +66,16 @@ def run_mode(world, size: str, mode: str, fresh: bool, conf: dict) -> None:
     apply_migrations(recs)
     folder.mkdir(parents=True, exist_ok=True)
     pending = [n for n in range(1, world.spec.nights + 1) if not (folder / f"night_{n:02d}.json").exists()]
-    if pending:
+    for night in sorted(set(range(1, world.spec.nights + 1)) - set(pending)):  # resumed: the saved nights first
+        path = folder / f"night_{night:02d}.json"
+        record = json.loads(path.read_text())
+        if any("segments" not in nd for nd in record["next_day"].values()):  # saved by an older bench
+            with psycopg.connect(recs) as conn:
+                record["next_day"] = _next_day(conn, world.night_end(night))
+            path.write_text(json.dumps(record, indent=1, default=str))
+        _print_night(mode, record)
+    rerun_file = folder / "rerun.json"
+    if pending or not rerun_file.exists():
         with LocalScheduler(recs, meta, folder / "airflow", folder / "runs") as scheduler:
             for night in pending:
                 with psycopg.connect(recs) as conn:
@@ -76,6 +88,34 @@ def run_mode(world, size: str, mode: str, fresh: bool, conf: dict) -> None:
                                        scheduler.task_states(run_id), serving_before)
                 (folder / f"night_{night:02d}.json").write_text(json.dumps(record, indent=1, default=str))
                 _print_night(mode, record)
+            rerun_file.write_text(json.dumps(_rerun(scheduler, recs, world, mode, folder), indent=1, default=str))
+
+
+def _rerun(scheduler: LocalScheduler, recs: str, world, mode: str, folder: Path) -> dict:
+    """The last night that published, cleared and run again as an operator would: its runs' lineage
+    and rows (each output table's count and digest) before and after."""
+    night = max(n for n in range(1, world.spec.nights + 1)
+                if any(m["status"] == "published" for m in
+                       json.loads((folder / f"night_{n:02d}.json").read_text())["models"].values()))
+    end, run_id = world.night_end(night), f"bench_{mode}_{night:02d}"
+
+    def published():
+        with psycopg.connect(recs) as conn:
+            return {model: [train_mode, parent, run_digest(conn, model_run_id)]
+                    for model, model_run_id, train_mode, parent in conn.execute(
+                        "SELECT model_name, model_run_id, train_mode, parent_model_run_id FROM rec.model_runs "
+                        "WHERE data_interval_end = %s AND published_at IS NOT NULL", (end,)).fetchall()}
+
+    before = published()
+    started = time.perf_counter()
+    scheduler.clear(run_id)
+    state = scheduler.wait(run_id, timeout=4 * 3600)
+    after = published()
+    equal = sorted(m for m in before if before[m] == after.get(m))
+    print(f"rerun of night {night} ({mode}): {state} in {time.perf_counter() - started:.0f} s, rows and lineage "
+          f"equal for {len(equal)}/{len(before)} models" + (f" (differ: {sorted(set(before) - set(equal))})"
+                                                            if len(equal) < len(before) else ""), flush=True)
+    return {"night": night, "state": state, "models": sorted(before), "equal": equal}
 
 
 def _night_record(recs, world, night, state, seconds, tasks, serving_before) -> dict:
@@ -91,12 +131,7 @@ def _night_record(recs, world, night, state, seconds, tasks, serving_before) -> 
                 (end,)).fetchall():
             models[name] = {"model_run_id": run_id, "train_mode": mode, "status": status, "reason": reason,
                             "holdout_ndcg": ndcg, "train_seconds": train_s, "churn": churn}
-        next_day = {}
-        for name, run_id, ranker, value in conn.execute(
-                "SELECT m.model_name, m.model_run_id, n.ranker, n.value FROM rec.next_day_metrics n "
-                "JOIN rec.model_runs m USING (model_run_id) WHERE n.run_key = %s AND n.segment = 'all' "
-                "AND n.metric = 'ndcg@10'", (end.isoformat(),)).fetchall():
-            next_day.setdefault(name, {"model_run_id": run_id})[ranker] = value
+        next_day = _next_day(conn, end)
         serving_after = dict(conn.execute("SELECT output_name, model_run_id FROM rec.serving").fetchall())
         rejected = conn.execute("SELECT count(*) FROM rec.rejected_rows WHERE run_key = %s",
                                 (end.isoformat(),)).fetchone()[0]
@@ -107,6 +142,22 @@ def _night_record(recs, world, night, state, seconds, tasks, serving_before) -> 
             "failed_tasks": sorted(t for t, s in tasks.items() if s == "failed")}
 
 
+def _next_day(conn, end) -> dict:
+    """model -> the run that served before the night, its next-day NDCG@10 over every listed user
+    ("model") and per segment ("segments": hot, warm, cold), and its popular list's ("popularity")."""
+    next_day = {}
+    for name, run_id, ranker, segment, value in conn.execute(
+            "SELECT m.model_name, m.model_run_id, n.ranker, n.segment, n.value FROM rec.next_day_metrics n "
+            "JOIN rec.model_runs m USING (model_run_id) WHERE n.run_key = %s AND n.metric = 'ndcg@10'",
+            (end.isoformat(),)).fetchall():
+        entry = next_day.setdefault(name, {"model_run_id": run_id, "segments": {}})
+        if segment == "all":
+            entry[ranker] = value
+        elif ranker == "model":
+            entry["segments"][segment] = value
+    return next_day
+
+
 def _print_night(mode: str, r: dict) -> None:
     serving = r["serving_before"].get("user_recommendations")
     for name in MODEL_NAMES:
@@ -114,7 +165,8 @@ def _print_night(mode: str, r: dict) -> None:
         mark = "*" if serving is not None and nd.get("model_run_id") == serving else " "
         print(f"{r['night']:>5} {mode:<5} {name:<9} {r['views'] if r['views'] is not None else '—':>8} "
               f"{_f(m.get('train_seconds'), 1):>8} {_f(r['seconds'], 0):>7} {_f(m.get('holdout_ndcg')):>8} "
-              f"{_f(nd.get('model')):>8}{mark} {_f(nd.get('popularity')):>8} {_f(m.get('churn'), 3):>6} "
+              f"{_f(nd.get('model')):>8}{mark} {_f(nd.get('segments', {}).get('hot')):>6} "
+              f"{_f(nd.get('segments', {}).get('warm')):>6} {_f(nd.get('popularity')):>8} {_f(m.get('churn'), 3):>6} "
               f"{(m.get('train_mode') or '—'):<5} {(m.get('status') or r['skip_reason'] or r['state'])[:60]}"
               + (f"  [{r['bad']}]" if r["bad"] else ""), flush=True)
 
@@ -167,8 +219,10 @@ def main(argv=None) -> None:
     world = world_for(args.size, nights, datetime.fromisoformat(json.loads(last_end_file.read_text())["last_end"]))
     conf = {"user_shards": 2}
     started = time.perf_counter()
+    print("next-day: NDCG@10 of the lists a run served against the views of the day after, over every listed "
+          "user, the hot ones, the warm ones (domains only), and the popular list's; * the run serving that day")
     print(f"{'night':>5} {'mode':<5} {'model':<9} {'views':>8} {'train s':>8} {'night s':>7} {'holdout':>8} "
-          f"{'next-day':>9} {'popular':>8} {'churn':>6} {'train':<5} gate  (* serving during the day)")
+          f"{'next-day':>9} {'hot':>6} {'warm':>6} {'popular':>8} {'churn':>6} {'train':<5} gate")
     for mode in args.modes.split(","):
         run_mode(world, args.size, mode, args.fresh, conf)
     summaries = {}  # every mode with all its nights saved, run now or before
@@ -181,6 +235,12 @@ def main(argv=None) -> None:
     for mode, s in summaries.items():
         print(f"{mode:<5} {s['train_seconds']:>21.1f} {s['next_day']:>17.4f} {s['ahead_of_popularity']:>17} "
               f"{s['bad_kept']}/{s['bad_scripted']}")
+    for mode in summaries:
+        rerun_file = OUT / args.size / mode / "rerun.json"
+        if rerun_file.exists():
+            rerun = json.loads(rerun_file.read_text())
+            print(f"{mode:<5} rerun of night {rerun['night']}: {rerun['state']}, rows and lineage equal for "
+                  f"{len(rerun['equal'])}/{len(rerun['models'])} models")
     print(f"(load average {load:.2f} on {os.cpu_count()} cores, {time.perf_counter() - started:.0f} s)")
     warm, full = summaries.get("warm"), summaries.get("full")
     if warm and full:

@@ -173,12 +173,19 @@ class LocalScheduler:
         body = {"dag_run_id": run_id, "logical_date": interval_end.isoformat(),
                 "data_interval_start": (interval_end - timedelta(days=1)).isoformat(),
                 "data_interval_end": interval_end.isoformat(), "conf": conf}
-        request = urllib.request.Request(f"{self.base_url}/api/v2/dags/{NIGHTLY_DAG}/dagRuns", method="POST",
-                                         data=json.dumps(body).encode(), headers={
-                                             "Content-Type": "application/json",
-                                             "Authorization": f"Bearer {login_token(self.base_url, self.home, 'admin')}"})
+        return self.post(f"/api/v2/dags/{NIGHTLY_DAG}/dagRuns", body)["dag_run_id"]
+
+    def clear(self, run_id: str) -> None:
+        """Run a finished night again, every task of it, as an operator's Clear in the UI does."""
+        self.post(f"/api/v2/dags/{NIGHTLY_DAG}/dagRuns/{run_id}/clear", {"dry_run": False})
+
+    def post(self, path: str, body: dict) -> dict:
+        """POST ``body`` to the api-server's REST API as the admin."""
+        request = urllib.request.Request(f"{self.base_url}{path}", method="POST", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json", "Authorization":
+                                                  f"Bearer {login_token(self.base_url, self.home, 'admin')}"})
         with urllib.request.urlopen(request, timeout=60) as response:
-            return json.loads(response.read())["dag_run_id"]
+            return json.loads(response.read())
 
     def backfill(self, interval_end: datetime, conf: dict) -> str:
         """A backfill (`airflow backfill create`) of the one night ending at ``interval_end``, which the

@@ -69,3 +69,19 @@ def audit_queries(output: OutputTable, staging: sql.Identifier) -> dict[str, sql
     if output is SIMILAR_VIDEOS:
         checks["video is its own neighbour"] = sql.SQL("SELECT count(*) FROM {t} WHERE video_id = similar_video_id")
     return {name: q.format(t=staging, g=group, i=item) for name, q in checks.items()}
+
+
+def run_digest(conn, model_run_id: int) -> dict[str, tuple[int, str | None]]:
+    """Each output table's (row count, md5 of the run's rows in key order): what tells two runs'
+    results apart without reading them. Scores to 4 decimals: the order threads sum in moves the
+    last bits of a float4 from machine to machine."""
+    digest = {}
+    for table in OUTPUT_TABLES:
+        columns = [c for c in table.columns if c not in ("model_run_id", "score")]
+        order = [c for c in table.primary_key if c != "model_run_id"]
+        row = sql.SQL("concat_ws(',', {}, round(score::numeric, 4))").format(sql.SQL(", ").join(map(sql.Identifier, columns)))
+        digest[table.name] = tuple(conn.execute(sql.SQL(
+            "SELECT count(*), md5(string_agg({}, ';' ORDER BY {})) FROM {} WHERE model_run_id = %s").format(
+            row, sql.SQL(", ").join(map(sql.Identifier, order)), sql.Identifier("rec", table.name)),
+            (model_run_id,)).fetchone())
+    return digest

@@ -107,9 +107,11 @@ def metric_chart(runs: list[dict], metric: str, label: str = "holdout", width: i
         parts.append(f"<text x='{left + plot_w + 12}' y='{top_pad + 10 + 16 * i}' font-size='12' fill='{color}'>"
                      f"■ {escape(model)}</text>")
     n = len(series)
-    parts.append(f"<circle cx='{left + plot_w + 17}' cy='{top_pad + 6 + 16 * n}' r='5' fill='none' stroke='#1b1f24' "
-                 f"stroke-width='2'/><text x='{left + plot_w + 27}' y='{top_pad + 10 + 16 * n}' font-size='12' "
-                 f"fill='#1b1f24'>serving now</text></svg>")
+    if any(serving for points in series.values() for _, _, serving in points):  # a legend only for a ring drawn
+        parts.append(f"<circle cx='{left + plot_w + 17}' cy='{top_pad + 6 + 16 * n}' r='5' fill='none' stroke='#1b1f24' "
+                     f"stroke-width='2'/><text x='{left + plot_w + 27}' y='{top_pad + 10 + 16 * n}' font-size='12' "
+                     f"fill='#1b1f24'>serving now</text>")
+    parts.append("</svg>")
     return "".join(parts)
 
 

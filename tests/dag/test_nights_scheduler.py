@@ -1,7 +1,7 @@
 """Four nights of an evolving world through Airflow's own scheduler and LocalExecutor: the first
-trains from scratch, the next two continue warm from their parents (recorded), each measures the
-lists served before it against its day's views, and a night with no views fails visibly before
-training while the previous runs keep serving."""
+trains from scratch, the next two continue warm from their parents (recorded) and the third, cleared
+and run again, publishes the same rows; each measures the lists served before it against its day's
+views, and a night with no views fails visibly before training while the previous runs keep serving."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rec_models.data.evolving import EvolvingSpec, generate_evolving
 from rec_models.data.seed import seed_days
 from rec_models.data.synthetic import WorldSpec
 from rec_models.db.migrate import apply_migrations
+from rec_models.db.outputs import run_digest
 from rec_models.scheduler import LocalScheduler
 from tests.conftest import END
 
@@ -40,7 +41,19 @@ def nights(database_factory, tmp_path_factory):
             state = scheduler.wait(run_id, timeout=900)
             results[night] = {"state": state, "tasks": scheduler.task_states(run_id), "run_id": run_id,
                               "end": world.night_end(night), "serving_before": serving_before}
+            if night == 3:  # an operator clears the warm night: it runs again from the same parents
+                before = _digests(recs, world.night_end(night))
+                scheduler.clear(run_id)
+                results[night]["rerun"] = (before, scheduler.wait(run_id, timeout=900),
+                                           _digests(recs, world.night_end(night)))
     return recs, results, home / "runs"
+
+
+def _digests(recs, end):
+    with psycopg.connect(recs) as conn:
+        return {model: (mode, parent, run_digest(conn, run_id)) for model, run_id, mode, parent in conn.execute(
+            "SELECT model_name, model_run_id, train_mode, parent_model_run_id FROM rec.model_runs "
+            "WHERE data_interval_end = %s", (end,)).fetchall()}
 
 
 def _runs(conn, end):
@@ -64,6 +77,13 @@ def test_nights_warm_start_from_their_parents(nights):
         for night in (1, 2, 3):
             slug = results[night]["end"].strftime("%Y-%m-%dT%H%M%SZ")
             assert {p.name for p in (run_root / slug / "checkpoints").iterdir()} == {"mf", "neumf", "two_tower"}
+
+
+def test_a_cleared_warm_night_reruns_to_the_same_rows(nights):
+    before, state, after = nights[1][3]["rerun"]
+    assert state == "success"
+    assert set(before) == {"mf", "neumf", "two_tower"} and after == before
+    assert all(mode == "warm" and rows["user_recommendations"][0] > 0 for mode, _, rows in before.values())
 
 
 def test_each_night_measures_what_served_before_it(nights):

@@ -98,6 +98,8 @@ def test_model_runs_page(api_server, recs_db):
     # Charts with axes: dated x ticks, value ticks from 0, exact values on hover, the serving run ringed.
     assert "data interval end (UTC)" in body and f">{(END - timedelta(days=1)):%Y-%m-%d}<" in body
     assert "text-anchor='end'>0<" in body and ": ndcg@10 0." in body and "(serving now)</title>" in body
+    # The run serving now has no next day yet: only the holdout chart rings it and says so in its legend.
+    assert body.count(">serving now</text>") == 1
     assert "is not set" not in body  # the view reads through its own connection: no warning
     with psycopg.connect(recs_db) as conn:
         ndcg = conn.execute("SELECT (metrics->>'ndcg@10')::float8 FROM rec.model_runs ORDER BY model_run_id LIMIT 1").fetchone()[0]
