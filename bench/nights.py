@@ -115,7 +115,7 @@ def _rerun(scheduler: LocalScheduler, recs: str, world, mode: str, folder: Path)
     print(f"rerun of night {night} ({mode}): {state} in {time.perf_counter() - started:.0f} s, rows and lineage "
           f"equal for {len(equal)}/{len(before)} models" + (f" (differ: {sorted(set(before) - set(equal))})"
                                                             if len(equal) < len(before) else ""), flush=True)
-    return {"night": night, "state": state, "models": sorted(before), "equal": equal}
+    return {"night": night, "state": state, "models": sorted(before), "equal": equal, "before": before, "after": after}
 
 
 def _night_record(recs, world, night, state, seconds, tasks, serving_before) -> dict:

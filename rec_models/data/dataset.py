@@ -182,9 +182,16 @@ class Dataset:
             covered = older[recent_user[self.view_user]].sum() / max(older.sum(), 1)
             others_share = max(0.0, (older_share - covered) / (1 - covered)) if covered < 1 else 0.0
             chosen = keep & (recent_user | (rng.random(self.n_users) < others_share))[self.view_user]
-        else:
-            chosen = recent | (keep & ~recent & (rng.random(self.n_views) < older_share))
-        return _binary(self.view_user[chosen], self.view_video[chosen], self.n_users, self.n_videos)
+            return _binary(self.view_user[chosen], self.view_video[chosen], self.n_users, self.n_videos)
+        # Older views drawn as (user, video) pairs in the matrix's order, not in the order the extract
+        # read them (which PostgreSQL does not fix): a rerun of the night draws the same sample.
+        older = _binary(self.view_user[keep & ~recent], self.view_video[keep & ~recent], self.n_users, self.n_videos)
+        older.data[rng.random(older.nnz) >= older_share] = 0
+        mix = older + _binary(self.view_user[recent], self.view_video[recent], self.n_users, self.n_videos)
+        mix.eliminate_zeros()
+        mix.sum_duplicates()
+        mix.data[:] = 1.0
+        return mix
 
     def ordered_views(self, before: float | None = None) -> sparse.csr_matrix:
         """Binary user x video of views strictly before ``before``, each row's videos in the order the

@@ -4,6 +4,8 @@ continue from."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -144,6 +146,16 @@ def test_recent_mix_reads_recent_days_and_a_share_of_older_views(small_dataset):
     older_in = np.isin(small_dataset.view_user[older], np.flatnonzero(np.diff(some.indptr))).mean()
     assert len(recent_users) < (np.diff(some.indptr) > 0).sum() < small_dataset.n_users
     assert abs(older_in - share) < 0.1, (older_in, share)
+
+
+def test_recent_mix_draws_the_same_sample_whatever_order_the_views_were_read_in(small_dataset):
+    order = np.random.default_rng(3).permutation(small_dataset.n_views)
+    shuffled = dataclasses.replace(small_dataset, view_user=small_dataset.view_user[order],
+                                   view_video=small_dataset.view_video[order], viewed_at=small_dataset.viewed_at[order])
+    for by_user in (False, True):
+        a = small_dataset.recent_mix(None, 3, 0.3, seed=1, by_user=by_user)
+        b = shuffled.recent_mix(None, 3, 0.3, seed=1, by_user=by_user)
+        assert (a != b).nnz == 0 and 0 < a.nnz < small_dataset.interactions().nnz, by_user
 
 
 def test_a_corrupt_or_missing_checkpoint_is_a_checkpoint_error(small_dataset, tmp_path):
