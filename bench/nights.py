@@ -2,7 +2,7 @@
 each night then run by the scheduler and LocalExecutor (a triggered run for that one data interval),
 once with ``train_mode=full`` and once with ``train_mode=warm`` on the same world.
 
-    python -m bench.nights [--size S|M] [--nights N] [--modes full,warm] [--fresh]   (make bench-nights)
+    python -m bench.nights [--size S|M|L] [--nights N] [--modes full,warm] [--fresh]   (make bench-nights)
 
 Each mode has its own recommendations and Airflow databases (kept, so an interrupted bench resumes at
 the first night without a saved result; --fresh starts the modes run over) and its results in
@@ -33,7 +33,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from bench.scale import SIZES
+from bench.worlds import SIZES
 from rec_models.config import PROJECT_ROOT
 from rec_models.data.evolving import EvolvingSpec, generate_evolving, last_night_end, scripted_bad_nights
 from rec_models.data.seed import seed_days
@@ -44,6 +44,9 @@ from rec_models.names import MODEL_NAMES
 from rec_models.scheduler import LocalScheduler
 
 OUT = PROJECT_ROOT / "var" / "bench-nights"
+# L: a few nights (a full night there takes most of an hour on 2 cores), e.g. --modes warm for the
+# night seconds of warm nights next to the first, full one.
+DEFAULT_NIGHTS = {"S": 14, "M": 7, "L": 4}
 
 
 def world_for(size: str, nights: int, last_end):
@@ -202,12 +205,12 @@ def _summary(results: list[dict]) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", choices=("S", "M"), default="S")
+    parser.add_argument("--size", choices=tuple(DEFAULT_NIGHTS), default="S")
     parser.add_argument("--nights", type=int)
     parser.add_argument("--modes", default="full,warm", help="modes to run (the summary reads every mode saved)")
     parser.add_argument("--fresh", action="store_true", help="drop the saved nights and databases of these modes")
     args = parser.parse_args(argv)
-    nights = args.nights or (14 if args.size == "S" else 7)
+    nights = args.nights or DEFAULT_NIGHTS[args.size]
     if args.size == "M" and nights < 7:
         parser.error("SIZE=M needs at least 7 nights")
     last_end_file = OUT / args.size / "world.json"
