@@ -188,10 +188,7 @@ class Dataset:
         older = _binary(self.view_user[keep & ~recent], self.view_video[keep & ~recent], self.n_users, self.n_videos)
         older.data[rng.random(older.nnz) >= older_share] = 0
         mix = older + _binary(self.view_user[recent], self.view_video[recent], self.n_users, self.n_videos)
-        mix.eliminate_zeros()
-        mix.sum_duplicates()
-        mix.data[:] = 1.0
-        return mix
+        return (mix > 0).astype(np.float32)
 
     def ordered_views(self, before: float | None = None) -> sparse.csr_matrix:
         """Binary user x video of views strictly before ``before``, each row's videos in the order the
