@@ -39,7 +39,7 @@ from rec_models.data.evolving import EvolvingSpec, generate_evolving, last_night
 from rec_models.data.seed import seed_days
 from rec_models.db.connect import ensure_database, resolve_database_url, with_database
 from rec_models.db.migrate import apply_migrations
-from rec_models.db.outputs import run_digest
+from rec_models.db.outputs import night_digests
 from rec_models.names import MODEL_NAMES
 from rec_models.scheduler import LocalScheduler
 
@@ -104,10 +104,7 @@ def _rerun(scheduler: LocalScheduler, recs: str, world, mode: str, folder: Path)
 
     def published():
         with psycopg.connect(recs) as conn:
-            return {model: [train_mode, parent, run_digest(conn, model_run_id)]
-                    for model, model_run_id, train_mode, parent in conn.execute(
-                        "SELECT model_name, model_run_id, train_mode, parent_model_run_id FROM rec.model_runs "
-                        "WHERE data_interval_end = %s AND published_at IS NOT NULL", (end,)).fetchall()}
+            return night_digests(conn, end)
 
     before = published()
     started = time.perf_counter()

@@ -85,3 +85,12 @@ def run_digest(conn, model_run_id: int) -> dict[str, tuple[int, str | None]]:
             row, sql.SQL(", ").join(map(sql.Identifier, order)), sql.Identifier("rec", table.name)),
             (model_run_id,)).fetchone())
     return digest
+
+
+def night_digests(conn, interval_end) -> dict[str, list]:
+    """model -> [train mode, parent run, run_digest] of each run published for the night ending at
+    ``interval_end``: what a rerun of the night must reproduce."""
+    return {model: [train_mode, parent, run_digest(conn, model_run_id)]
+            for model, model_run_id, train_mode, parent in conn.execute(
+                "SELECT model_name, model_run_id, train_mode, parent_model_run_id FROM rec.model_runs "
+                "WHERE data_interval_end = %s AND published_at IS NOT NULL", (interval_end,)).fetchall()}

@@ -12,7 +12,7 @@ from rec_models.data.evolving import EvolvingSpec, generate_evolving
 from rec_models.data.seed import seed_days
 from rec_models.data.synthetic import WorldSpec
 from rec_models.db.migrate import apply_migrations
-from rec_models.db.outputs import run_digest
+from rec_models.db.outputs import night_digests
 from rec_models.scheduler import LocalScheduler
 from tests.conftest import END
 
@@ -51,9 +51,7 @@ def nights(database_factory, tmp_path_factory):
 
 def _digests(recs, end):
     with psycopg.connect(recs) as conn:
-        return {model: (mode, parent, run_digest(conn, run_id)) for model, run_id, mode, parent in conn.execute(
-            "SELECT model_name, model_run_id, train_mode, parent_model_run_id FROM rec.model_runs "
-            "WHERE data_interval_end = %s", (end,)).fetchall()}
+        return night_digests(conn, end)
 
 
 def _runs(conn, end):
