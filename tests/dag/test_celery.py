@@ -59,6 +59,7 @@ def _night(executor, world, database_factory, tmp_path_factory, run_root=None, e
         lost = None
         if lose_worker_at:
             lost = pauses.wait_paused(lose_worker_at, timeout=900)
+            lost["caches"] = sorted(p.name for p in scheduler.home.glob("run-cache-*"))
             scheduler.replace_worker(lost["worker"], also=(lost["pid"],))
             pauses.release(lose_worker_at)
         state = scheduler.wait(run_id, timeout=900)
@@ -125,7 +126,12 @@ def test_the_run_folder_lives_on_the_object_store(celery_night):
     assert len(store.children(f"{slug}/outputs/mf")) == 1 + CONF["user_shards"]  # items and every shard
     home = celery_night["home"]
     assert not (home / "runs").exists()  # nothing of it on local disk but each worker's cache
-    assert {p.name for p in (home / "airflow").glob("run-cache-*")} == {"run-cache-worker-1", "run-cache-worker-2"}
+    every_cache = {"run-cache-worker-1", "run-cache-worker-2"}
+    assert set(celery_night["lost"]["caches"]) == every_cache  # both had run tasks before one was lost
+    # The lost worker's cache went with its machine; its replacement has one only if it ran a task since.
+    survivor = f"run-cache-{next(name for name in celery_night['workers'] if name != celery_night['lost']['worker'])}"
+    caches_now = {p.name for p in (home / "airflow").glob("run-cache-*")}
+    assert survivor in caches_now and caches_now <= every_cache, caches_now
 
 
 def _published(recs: str) -> dict[str, list[tuple]]:
