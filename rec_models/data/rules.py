@@ -30,6 +30,8 @@ class SourceCheck:
 
 
 def _videos_checked() -> sql.Composed:
+    """The catalogue as of the interval end: a video published after it is not judged yet, so that a
+    night rerun after later days arrived sees the videos it saw the first time."""
     return sql.SQL("""
         checked AS (
             SELECT v.*,
@@ -38,6 +40,7 @@ def _videos_checked() -> sql.Composed:
                     WHEN v.title IS NULL OR btrim(v.title) = '' THEN 'empty title'
                 END AS reason
             FROM videos v
+            WHERE v.published_at IS NULL OR v.published_at < %(end)s
         )""").format()
 
 

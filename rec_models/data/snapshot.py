@@ -96,7 +96,8 @@ def extract_snapshot(conn: psycopg.Connection, end: datetime, window_start: date
             videos = conn.execute(
                 "SELECT video_id, coalesce(is_active, true), coalesce(extract(epoch FROM published_at)::int8, -1), "
                 "title, coalesce(description, ''), coalesce(tags, '{}') "
-                "FROM videos WHERE video_id > 0 AND btrim(coalesce(title, '')) <> '' ORDER BY video_id"
+                "FROM videos WHERE video_id > 0 AND btrim(coalesce(title, '')) <> '' "
+                "AND (published_at IS NULL OR published_at < %(end)s) ORDER BY video_id", params,
             ).fetchall()
             view_user, view_video, viewed_at, watch = copy_out_columns(
                 conn,

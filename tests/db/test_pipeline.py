@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from datetime import timedelta
 
 import numpy as np
 import psycopg
@@ -31,10 +32,11 @@ def published(database_factory, small_world, tmp_path_factory):
 
         apply_migrations(url)
         seed_world(conn, small_world)
-        # New videos, known only by their content: copies of existing videos' text under new ids.
+        # New videos, known only by their content: copies of existing videos' text under new ids,
+        # published in the night's last hour.
         conn.execute("INSERT INTO videos (video_id, title, description, tags, published_at, is_active) "
-                     "SELECT video_id + 900000, 'New: ' || title, description, tags, now(), true "
-                     "FROM videos WHERE is_active ORDER BY video_id LIMIT 12")
+                     "SELECT video_id + 900000, 'New: ' || title, description, tags, %s, true "
+                     "FROM videos WHERE is_active ORDER BY video_id LIMIT 12", (END - timedelta(hours=1),))
         conn.commit()
     config = PipelineConfig.from_params({"top_n": TOP_N, "mf_epochs": 20, "neumf_epochs": 10, "two_tower_epochs": 15})
     config = dataclasses.replace(config, run_root=str(tmp_path_factory.mktemp("runs")))

@@ -99,6 +99,20 @@ def test_rows_after_the_interval_end_are_not_visible(seeded, small_world):
         assert len(after.view_user) == len(before.view_user)
 
 
+def test_a_video_published_after_the_interval_end_is_not_in_its_catalogue(seeded, small_world):
+    """A night rerun after later days arrived sees the catalogue it saw the first time."""
+    with psycopg.connect(seeded) as conn:
+        before = extract_snapshot(conn, END, WINDOW, SERVICE_START)
+        later = int(small_world.video_id.max()) + 1
+        conn.execute("INSERT INTO videos VALUES (%s, 'Published tomorrow', '', '{}', %s, true)",
+                     (later, END + timedelta(hours=20)))
+        conn.commit()
+        validate_sources(conn, "run-later", END, WINDOW, SERVICE_START, max_rejected_share=0.2)
+        after = extract_snapshot(conn, END, WINDOW, SERVICE_START, run_key="run-later")
+        assert list(after.video_id) == list(before.video_id) and later not in after.video_text
+        assert later in extract_snapshot(conn, END + timedelta(days=1), WINDOW, SERVICE_START).video_id
+
+
 def test_timestamps_in_the_future_are_quarantined(seeded, small_world):
     """A run whose interval ends ahead of the clock (a manual run) must not take rows from the future."""
     from datetime import datetime, timezone
