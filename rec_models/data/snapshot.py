@@ -15,7 +15,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from rec_models.data.rules import rule_params, views_check, visits_check
+from rec_models.data.rules import rule_params, videos_check, views_check, visits_check
 from rec_models.db.bulk import copy_out_columns
 
 log = logging.getLogger(__name__)
@@ -93,11 +93,10 @@ def extract_snapshot(conn: psycopg.Connection, end: datetime, window_start: date
                 visits_from = sql.SQL("{} c").format(checked_table("user_domain_visits", run_key))
             else:
                 views_from, visits_from = sql.SQL("checked_views c"), sql.SQL("checked_visits c")
-            videos = conn.execute(
-                "SELECT video_id, coalesce(is_active, true), coalesce(extract(epoch FROM published_at)::int8, -1), "
-                "title, coalesce(description, ''), coalesce(tags, '{}') "
-                "FROM videos WHERE video_id > 0 AND btrim(coalesce(title, '')) <> '' "
-                "AND (published_at IS NULL OR published_at < %(end)s) ORDER BY video_id", params,
+            videos = conn.execute(sql.SQL(
+                "{} SELECT video_id, coalesce(is_active, true), coalesce(extract(epoch FROM published_at)::int8, -1), "
+                "title, coalesce(description, ''), coalesce(tags, '{{}}') "
+                "FROM checked WHERE reason IS NULL ORDER BY video_id").format(videos_check().query), params,
             ).fetchall()
             view_user, view_video, viewed_at, watch = copy_out_columns(
                 conn,
