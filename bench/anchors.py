@@ -151,3 +151,38 @@ class EASE(_Factors):
 
     def similarity_vectors(self) -> np.ndarray:
         return unit_rows(self.item_f)
+
+
+class DomainRidgeAnchor(_Factors):
+    """Ridge regression from domains to videos in closed form, the anchor for domain-only users:
+    D = users x domains (log1p of visits, each day weighing 0.5 ** (age / ``half_life_days``), times
+    idf, rows at unit L2 length) of the users with views, X = their binary views,
+    W = (DᵀD + λI)⁻¹ DᵀX; a user's scores d_u W. Dense domains x videos: a reference and an anchor,
+    not a product model (``DomainRidge`` is its reduced-rank form)."""
+
+    name = "domain_ridge_anchor"
+    serves_warm_users = True
+    finds_similar_videos = False
+
+    def fit(self, data: Dataset, *, before=None, validation=None, epochs=None) -> FitReport:
+        views = data.interactions(before).astype(np.float64)
+        bags = data.domain_bags(self.params.get("half_life_days", 0.0))
+        trained = np.flatnonzero((np.diff(views.indptr) > 0) & (np.diff(bags.indptr) > 0))
+        users_per_domain = np.diff(bags[trained].tocsc().indptr)
+        self.idf = np.log((1.0 + len(trained)) / (1.0 + users_per_domain))
+        d = self._bags(bags[trained]).toarray()
+        gram = d.T @ d + self.params["l2"] * np.eye(d.shape[1])
+        self.item_f = np.linalg.solve(gram, d.T @ views[trained].toarray()).T.astype(np.float32)
+        return FitReport(epochs=1)
+
+    def _bags(self, bags: sparse.csr_matrix) -> sparse.csr_matrix:
+        weighted = bags @ sparse.diags(self.idf)
+        norms = np.sqrt(np.asarray(weighted.multiply(weighted).sum(axis=1)).ravel())
+        return sparse.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)) @ weighted
+
+    def features_only(self) -> "DomainRidgeAnchor":
+        return self
+
+    def user_vectors(self, data: Dataset, users: np.ndarray) -> np.ndarray:
+        bags = data.domain_bags(self.params.get("half_life_days", 0.0))[users]
+        return self._bags(bags).toarray().astype(np.float32)

@@ -196,6 +196,18 @@ class PipelineConfig:
         maximum=1)
     keep_run_folders: int = setting(3, "Run folders of the newest nights kept whole; older ones keep only the "
                                        "checkpoints of runs still published.", minimum=1)
+    # The domain model (users known only by their domains): reduced-rank ridge regression.
+    domain_rank: int = setting(128, "Domain model: rank of the reduced-rank ridge regression from domains to videos.",
+                               minimum=1)
+    domain_l2: float = setting(1.0, "Domain model: ridge penalty λ.", exclusive_minimum=0)
+    domain_half_life_days: float = setting(
+        7.0, "Domain model: a day's visits weigh 0.5 ** (age in days / this) in a user's bag; 0: every day the same.",
+        minimum=0)
+    domain_popularity_damping: float = setting(
+        0.5, "Domain model: scores divided by (views + 1) ** this, so videos everybody watches do not crowd "
+             "every list.", minimum=0, maximum=1)
+    domain_max_domains: int = setting(20_000, "Domain model: the most visited domains it learns (a domains x "
+                                              "domains matrix is solved: 20k take 3.2 GB).", minimum=1)
     run_root: str = setting(description="Folder or object-store URL (s3://bucket/prefix) for run files "
                                         "(RECS_RUN_ROOT).", operator=False,
                             default_factory=lambda: os.environ.get("RECS_RUN_ROOT",

@@ -15,6 +15,8 @@ MLP = "mlp"
 # Fallback models: cold and unknown users, and warm users when the two-tower did not pass its gate.
 POPULARITY = "popularity"
 FEATURE_POPULARITY = "feature_popularity"
+# Reduced-rank ridge regression from domains to videos: serves users known only by their domains.
+DOMAIN_RIDGE = "domain_ridge"
 # The train task (and run folder part) that fits both fallback models.
 FALLBACKS = "fallbacks"
 

@@ -27,13 +27,15 @@ from rec_models.db.next_day import measure, record_next_day, served_runs
 from rec_models.db.outputs import OUTPUT_TABLES
 from rec_models.db.publish import audit_output, drop_staging, point_serving, prune_published, stage_output, swap_in
 from rec_models.db.runs import (kept_published, latest_published, parent_run, record_gate, record_model_run,
-                                record_night_check, recorded_lineage, run_interval_end)
+                                record_night_check, record_warm_choice, recorded_lineage, run_interval_end,
+                                serving_warm_ndcg)
 from rec_models.evaluation import evaluate_model
-from rec_models.evaluation.gate import PublishedRun, quality_gate
+from rec_models.evaluation.gate import PublishedRun, quality_gate, warm_gate
 from rec_models.faults import checkpoint
-from rec_models.models import FeaturePopularity, Popularity, build_model
+from rec_models.models import FeaturePopularity, Popularity, build_domain_model, build_model
 from rec_models.models.base import CheckpointError, WarmStart
-from rec_models.names import FALLBACKS, FEATURE_POPULARITY, MODEL_NAMES, POPULARITY, TWO_TOWER, USER_RECOMMENDATIONS
+from rec_models.names import (DOMAIN_RIDGE, FALLBACKS, FEATURE_POPULARITY, MODEL_NAMES, POPULARITY, TWO_TOWER,
+                              USER_RECOMMENDATIONS)
 from rec_models.report import run_summary
 from rec_models.run import Run, prune_run_folders
 from rec_models.scoring import (ITEMS_PART, ServingModels, catalogue_counts, read_output_chunks, scored_groups,
@@ -191,11 +193,13 @@ def train(run: Run, model_name: str, *, plan: TrainPlan | None = None) -> dict:
 
 
 def _train_fallbacks(run: Run, data: Dataset) -> dict:
-    """Popularity (cold and unknown users) and domain popularity (warm users when the two-tower did not
-    pass its gate), each on every view (serve) and before the holdout (eval)."""
+    """Popularity (cold and unknown users), the domain model and domain popularity (candidates for the
+    users known only by their domains, with the two-tower's domain tower), each on every view (serve)
+    and before the holdout (eval)."""
     split = data.holdout(run.config.holdout_days)
     popularity = Popularity()
-    for model in (popularity, FeaturePopularity()):
+    domain_models = (build_domain_model(run.config), FeaturePopularity())
+    for model in (popularity, *domain_models):
         model.fit(data)
         run.files.save_model(model, "serve")
         model.fit(data, before=split.boundary)
@@ -203,6 +207,9 @@ def _train_fallbacks(run: Run, data: Dataset) -> dict:
     # The baseline every model's holdout metrics are reported next to: computed once per run.
     run.files.write_baseline(POPULARITY, evaluate_model(popularity, data, split.train, split.test,
                                                         split.test_users).as_dict())
+    for model in domain_models:  # scoring the holdout's users from their domains alone
+        run.files.write_baseline(model.name, evaluate_model(model, data, split.train, split.test,
+                                                            split.test_users).as_dict())
     return {"model": FALLBACKS}
 
 
@@ -271,7 +278,8 @@ def _evaluate(run: Run, model_name: str) -> dict:
     log.info("%s holdout %s; gate: %s", model_name, {k: v for k, v in metrics.items() if "@" in k}, decision)
     evaluation = {"model": model_name, "model_run_id": model_run_id, "publish": decision.publish,
                   "reason": decision.reason, "ndcg@10": metrics["ndcg@10"], "dot_product": model.dot_product,
-                  "train_mode": fit["train_mode"]}
+                  "train_mode": fit["train_mode"],
+                  "domains_only_ndcg@10": metrics["domains_only"]["ndcg@10"] if model.serves_warm_users else None}
     run.files.write_evaluation(model_name, evaluation)
     checkpoint("evaluate:done")
     return evaluation
@@ -294,11 +302,28 @@ def _published_on_holdout(run: Run, model_name: str, model_run_id: int, interval
     return round(evaluate_model(model, data, split.train, split.test, split.test_users).ndcg, 6)
 
 
+def choose_warm(run: Run, model_name: str, evaluation: dict, two_tower: dict | None) -> dict:
+    """Who serves the users known only by their domains in this model's lists: the candidate with the
+    best domain-only holdout NDCG@10 tonight (the domain model, domain popularity, the two-tower's
+    domain tower when it passed its gate), unless it drops that figure of the run this one is gated
+    against by more than the tolerance. Recorded in the run's metrics and for the user shards."""
+    candidates = {name: run.files.read_baseline(name)["ndcg@10"] for name in (DOMAIN_RIDGE, FEATURE_POPULARITY)}
+    if two_tower and two_tower["publish"]:
+        candidates[TWO_TOWER] = two_tower["domains_only_ndcg@10"]
+    with connect(run.database_url) as conn:
+        serving = serving_warm_ndcg(conn, model_name, evaluation["model_run_id"], run.interval_end)
+        choice = warm_gate(candidates, serving, run.config.quality_tolerance, FEATURE_POPULARITY).as_dict()
+        record_warm_choice(conn, evaluation["model_run_id"], choice)
+    run.files.write_warm_choice(model_name, choice)
+    log.info("%s: domain-only users served by %s (%s)", model_name, choice["model"], choice["reason"])
+    return choice
+
+
 def _serving_models(run: Run, model_name: str, two_tower: dict | None) -> ServingModels:
-    """Hot users by this model; warm (domains only) by the two-tower when it passed its gate tonight,
-    else by domain popularity; cold by popularity; new videos placed by the two-tower's content tower."""
+    """Hot users by this model; warm (domains only) by the model ``choose_warm`` chose; cold by
+    popularity; new videos placed by the two-tower's content tower when it passed its gate."""
     content = run.files.load_model(TWO_TOWER, "serve") if two_tower and two_tower["publish"] else None
-    warm = content if content is not None else run.files.load_model(FEATURE_POPULARITY, "serve")
+    warm = run.files.load_model(run.files.read_warm_choice(model_name)["model"], "serve")
     return ServingModels(hot=run.files.load_model(model_name, "serve"), warm=warm,
                          cold=run.files.load_model(POPULARITY, "serve"), content=content)
 
@@ -310,6 +335,7 @@ def score_videos(run: Run, model_name: str, evaluation: dict, two_tower: dict | 
     if not evaluation["publish"]:
         log.info("model run %s did not pass the quality gate: nothing to score", evaluation["model_run_id"])
         return []
+    choose_warm(run, model_name, evaluation, two_tower)
     data = run.files.load_dataset()
     set_torch_threads(run.config.torch_threads, data.n_views, run.config.tasks_per_machine)
     with run.files.staged_scores(model_name, ITEMS_PART) as folder:

@@ -252,6 +252,14 @@ class RunFolder:
     def read_baseline(self, model_name: str) -> dict:
         return self._read_json(f"records/{model_name}/holdout.json")
 
+    def write_warm_choice(self, model_name: str, choice: dict) -> None:
+        """Who serves the domain-only users of this model's lists (the score step's decision, which every
+        user shard reads)."""
+        self._write_json(f"records/{model_name}/warm.json", choice)
+
+    def read_warm_choice(self, model_name: str) -> dict:
+        return self._read_json(f"records/{model_name}/warm.json")
+
     def write_fit(self, model_name: str, report: dict) -> None:
         self._write_json(f"records/{model_name}/fit.json", report)
 

@@ -52,6 +52,14 @@ class Dataset:
     item_feature_names: list[str]
     end: float
     video_text: dict[int, dict]
+    # The feature rows behind ``user_features``, one per (user, feature, day): what recency-weighted
+    # bags (``domain_bags``) are built from. Days are epoch days; features without days (demographics)
+    # all stand on the data's last day.
+    feature_rows: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int32))
+    feature_cols: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int32))
+    feature_days: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int32))
+    feature_counts: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
+    _bags: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)  # domain_bags by half-life
 
     @classmethod
     def from_snapshot(cls, snap: Snapshot) -> "Dataset":
@@ -61,13 +69,15 @@ class Dataset:
             user_ids=user_ids, video_ids=snap.video_id, video_active=snap.is_active,
             view_user_ids=snap.view_user, view_video_ids=snap.view_video, viewed_at=snap.viewed_at,
             user_feature_triples=domain_weights, user_feature_names=list(snap.domains),
-            end=snap.end, video_text=snap.video_text,
+            end=snap.end, video_text=snap.video_text, user_feature_days=snap.visit_date,
         )
 
     @classmethod
     def from_columns(cls, *, user_ids, video_ids, video_active, view_user_ids, view_video_ids, viewed_at,
-                     user_feature_triples, user_feature_names, end, video_text) -> "Dataset":
-        """Build from source ids; ``user_feature_triples`` = (user rows, feature columns, raw weights)."""
+                     user_feature_triples, user_feature_names, end, video_text,
+                     user_feature_days=None) -> "Dataset":
+        """Build from source ids; ``user_feature_triples`` = (user rows, feature columns, raw weights),
+        ``user_feature_days`` the epoch day of each (None: features without a date)."""
         from rec_models.data.content import content_bags
 
         order = np.argsort(video_ids)
@@ -78,6 +88,8 @@ class Dataset:
                                      shape=(len(user_ids), len(user_feature_names)))
         features.sum_duplicates()
         features.data = np.log1p(features.data)
+        last_day = int(np.ceil(end / DAY)) - 1
+        days = np.full(len(rows), last_day) if user_feature_days is None else user_feature_days
         item_features, tokens = content_bags(video_ids, video_text)
         return cls(
             user_ids=user_ids, video_ids=video_ids, video_active=video_active.astype(bool),
@@ -86,6 +98,8 @@ class Dataset:
             viewed_at=np.asarray(viewed_at),
             user_features=features, user_feature_names=list(user_feature_names),
             item_features=item_features, item_feature_names=tokens, end=float(end), video_text=video_text,
+            feature_rows=np.asarray(rows, dtype=np.int32), feature_cols=np.asarray(cols, dtype=np.int32),
+            feature_days=np.asarray(days, dtype=np.int32), feature_counts=np.asarray(weights, dtype=np.float32),
         )
 
     def save(self, folder: Path) -> None:
@@ -109,7 +123,7 @@ class Dataset:
     def load(cls, folder: Path) -> "Dataset":
         meta = json.loads((folder / "meta.json").read_text())
         with np.load(folder / "arrays.npz") as arrays:
-            fields = {name: arrays[name] for name in _ARRAYS}
+            fields = {name: arrays[name] for name in _ARRAYS if name in arrays.files}  # older runs: no days
             for name in _MATRICES:
                 fields[name] = sparse.csr_matrix(
                     (arrays[f"{name}.data"], arrays[f"{name}.indices"], arrays[f"{name}.indptr"]),
@@ -121,7 +135,7 @@ class Dataset:
     def with_views(self, keep: np.ndarray) -> "Dataset":
         """The same users, videos and features with only the views where ``keep`` is true (protocol splits)."""
         return dataclasses.replace(self, view_user=self.view_user[keep], view_video=self.view_video[keep],
-                                   viewed_at=self.viewed_at[keep])
+                                   viewed_at=self.viewed_at[keep], _bags=self._bags)
 
     def split_by_views(self, test: np.ndarray) -> Split:
         """A Split whose test pairs are the views flagged in ``test`` (minus pairs also in training)."""
@@ -230,6 +244,22 @@ class Dataset:
         test.eliminate_zeros()
         return Split(train=inner.train, test=test, boundary=inner.boundary)
 
+    def domain_bags(self, half_life_days: float = 0.0) -> sparse.csr_matrix:
+        """Users x features, log1p of the visits with each day's weighing 0.5 ** (its age in days /
+        ``half_life_days``) (age 0: the data's last day); 0: every day the same (``user_features``)."""
+        if not half_life_days or not len(self.feature_rows):
+            return self.user_features
+        if half_life_days in self._bags:
+            return self._bags[half_life_days]
+        last_day = int(np.ceil(self.end / DAY)) - 1
+        age = np.maximum(last_day - self.feature_days, 0)
+        weights = self.feature_counts * np.exp2(-age / half_life_days).astype(np.float32)
+        bags = sparse.csr_matrix((weights, (self.feature_rows, self.feature_cols)), shape=self.user_features.shape)
+        bags.sum_duplicates()
+        bags.data = np.log1p(bags.data)
+        self._bags[half_life_days] = bags
+        return bags
+
     def segments(self, interactions: sparse.csr_matrix, known_features: np.ndarray) -> dict[str, np.ndarray]:
         """Route every user: hot (has views), warm (no views, some known feature), cold (neither)."""
         has_views = np.diff(interactions.indptr) > 0
@@ -242,7 +272,8 @@ class Dataset:
         }
 
 
-_ARRAYS = ("user_ids", "video_ids", "video_active", "view_user", "view_video", "viewed_at")
+_ARRAYS = ("user_ids", "video_ids", "video_active", "view_user", "view_video", "viewed_at", "feature_rows",
+           "feature_cols", "feature_days", "feature_counts")
 _MATRICES = ("user_features", "item_features")
 
 

@@ -63,6 +63,26 @@ def latest_published(conn: psycopg.Connection, model_name: str, other_than: int,
     return (int(row[0]), float(row[1])) if row else None
 
 
+def serving_warm_ndcg(conn: psycopg.Connection, model_name: str, other_than: int,
+                      interval_end: datetime) -> float | None:
+    """The domain-only holdout NDCG@10 recorded by the model's published run that tonight's is gated
+    against (as ``latest_published`` finds it), or None when it recorded none."""
+    row = conn.execute(
+        "SELECT (metrics->'warm'->>'ndcg@10')::float8 FROM rec.model_runs "
+        "WHERE model_name = %s AND published_at IS NOT NULL AND model_run_id <> %s AND data_interval_end <= %s "
+        "ORDER BY data_interval_end DESC, published_at DESC LIMIT 1",
+        (model_name, other_than, interval_end),
+    ).fetchone()
+    return float(row[0]) if row and row[0] is not None else None
+
+
+def record_warm_choice(conn: psycopg.Connection, model_run_id: int, choice: dict) -> None:
+    """Store who serves the run's domain-only users, with their figure and the reason, in its metrics."""
+    conn.execute("UPDATE rec.model_runs SET metrics = metrics || jsonb_build_object('warm', %s::jsonb) "
+                 "WHERE model_run_id = %s", (json.dumps(choice), model_run_id))
+    conn.commit()
+
+
 def record_gate(conn: psycopg.Connection, model_run_id: int, *, publish: bool, reason: str) -> None:
     """Store the gate's reason; a rejected candidate becomes 'rejected' unless it serves already."""
     if publish:

@@ -37,3 +37,33 @@ def quality_gate(ndcg: float, published: PublishedRun | None, tolerance: float) 
         return GateDecision(False, f"holdout NDCG@10 {ndcg:.4f} is worse than {versus} by more than the tolerance "
                                    f"{tolerance}")
     return GateDecision(True, f"holdout NDCG@10 {ndcg:.4f} vs {versus}")
+
+
+@dataclass(frozen=True)
+class WarmDecision:
+    """Which model serves users known only by their domains in one model run's lists, and why."""
+
+    model: str
+    ndcg: float  # its domain-only holdout NDCG@10 tonight
+    reason: str
+
+    def as_dict(self) -> dict:
+        return {"model": self.model, "ndcg@10": self.ndcg, "reason": self.reason}
+
+
+def warm_gate(candidates: dict[str, float], serving: float | None, tolerance: float, fallback: str) -> WarmDecision:
+    """The candidate with the best domain-only holdout NDCG@10 (users with views scored from their
+    domains alone), unless it is worse than what serves them now (``serving``) by more than
+    ``tolerance``: then the next best that is not; when none is, ``fallback`` serves them."""
+    ranked = sorted(((ndcg, name) for name, ndcg in candidates.items() if not math.isnan(ndcg)), reverse=True)
+    if serving is None:
+        if ranked:
+            return WarmDecision(ranked[0][1], ranked[0][0], "best domain-only holdout NDCG@10; none served before")
+        return WarmDecision(fallback, float("nan"), "no candidate has a domain-only holdout NDCG@10")
+    for ndcg, name in ranked:
+        if ndcg >= serving - tolerance:
+            return WarmDecision(name, ndcg, f"domain-only holdout NDCG@10 {ndcg:.4f} vs {serving:.4f} serving")
+    figures = ", ".join(f"{name} {ndcg:.4f}" for ndcg, name in ranked)
+    return WarmDecision(fallback, candidates.get(fallback, float("nan")),
+                        f"every candidate's domain-only holdout NDCG@10 ({figures}) is worse than the {serving:.4f} "
+                        f"serving by more than the tolerance {tolerance}")

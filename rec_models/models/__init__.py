@@ -9,6 +9,7 @@ import numpy as np
 
 from rec_models.config import PipelineConfig
 from rec_models.models.base import Recommender
+from rec_models.models.domain_ridge import DomainRidge
 from rec_models.models.feature_popularity import FeaturePopularity
 from rec_models.models.mf import MatrixFactorization
 from rec_models.models.ncf import GMF, MLP, NCF
@@ -17,7 +18,7 @@ from rec_models.models.two_tower import TwoTower
 from rec_models.names import MODEL_NAMES
 
 MODELS: dict[str, type[Recommender]] = {
-    cls.name: cls for cls in (Popularity, FeaturePopularity, MatrixFactorization, GMF, MLP, NCF, TwoTower)
+    cls.name: cls for cls in (Popularity, FeaturePopularity, DomainRidge, MatrixFactorization, GMF, MLP, NCF, TwoTower)
 }
 
 
@@ -26,6 +27,13 @@ def build_model(name: str, config: PipelineConfig) -> Recommender:
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}")
     return MODELS[name](getattr(config, name), seed=config.seed)
+
+
+def build_domain_model(config: PipelineConfig) -> DomainRidge:
+    """The model that serves users known only by their domains, with the run's settings."""
+    return DomainRidge(rank=config.domain_rank, l2=config.domain_l2, half_life_days=config.domain_half_life_days,
+                       popularity_damping=config.domain_popularity_damping, max_domains=config.domain_max_domains,
+                       seed=config.seed)
 
 
 def load_model(folder: Path) -> Recommender:
@@ -39,5 +47,5 @@ def load_model(folder: Path) -> Recommender:
     return model
 
 
-__all__ = ["MODELS", "Recommender", "Popularity", "FeaturePopularity", "MatrixFactorization", "GMF", "MLP", "NCF",
-           "TwoTower", "build_model", "load_model"]
+__all__ = ["MODELS", "Recommender", "Popularity", "FeaturePopularity", "DomainRidge", "MatrixFactorization", "GMF", "MLP", "NCF",
+           "TwoTower", "build_domain_model", "build_model", "load_model"]

@@ -23,8 +23,11 @@ class FeaturePopularity(Recommender):
     serves_warm_users = True
     finds_similar_videos = False
 
-    def __init__(self, max_domains: int = 2048, smoothing: float = 1.0, popularity_damping: float = 0.5):
+    def __init__(self, max_domains: int = 2048, smoothing: float = 1.0, popularity_damping: float = 0.5,
+                 half_life_days: float = 0.0):
         self.max_domains = max_domains
+        # Each day's visits weigh 0.5 ** (age in days / this) in a user's bag (0: every day the same).
+        self.half_life_days = half_life_days
         self.smoothing = smoothing
         # P(video | domain) / P(video)^damping: 0 ranks by raw co-occurrence (the most popular videos
         # win everywhere), 1 by lift (rare videos win); halfway measured best on the synthetic holdout.
@@ -42,7 +45,7 @@ class FeaturePopularity(Recommender):
         self.domain_rows = np.sort(np.argsort(-users_per_domain, kind="stable")[: self.max_domains])
         self.domain_rows = self.domain_rows[users_per_domain[self.domain_rows] > 0]
         self.domain_idf = self.domain_idf[self.domain_rows]
-        bags = _normalise_rows(data.user_features[:, self.domain_rows] @ sparse.diags(self.domain_idf))
+        bags = _normalise_rows(data.domain_bags(self.half_life_days)[:, self.domain_rows] @ sparse.diags(self.domain_idf))
         co = (bags.T @ views).toarray()  # (domains, videos)
         prior = np.asarray(views.sum(axis=0)).ravel() + 1.0
         prior /= prior.sum()
@@ -58,7 +61,8 @@ class FeaturePopularity(Recommender):
         return self.domain_rows
 
     def user_vectors(self, data: Dataset, users: np.ndarray) -> np.ndarray:
-        bags = _normalise_rows(data.user_features[users][:, self.domain_rows] @ sparse.diags(self.domain_idf))
+        bags = _normalise_rows(data.domain_bags(self.half_life_days)[users][:, self.domain_rows]
+                               @ sparse.diags(self.domain_idf))
         return bags.toarray().astype(np.float32)
 
     def item_vectors(self) -> np.ndarray:
@@ -75,7 +79,7 @@ class FeaturePopularity(Recommender):
 
     def config_dict(self):
         return {"max_domains": self.max_domains, "smoothing": self.smoothing,
-                "popularity_damping": self.popularity_damping}
+                "popularity_damping": self.popularity_damping, "half_life_days": self.half_life_days}
 
     @classmethod
     def from_config(cls, config):

@@ -40,3 +40,18 @@ def test_ordered_views_lists_each_video_once_at_its_latest_view_oldest_first(sma
         expected = [v for _, v in sorted(latest.values())]
         got = ordered.indices[ordered.indptr[user]:ordered.indptr[user + 1]].tolist()
         assert got == expected
+
+
+def test_domain_bags_weigh_a_day_by_its_age():
+    from rec_models.data.dataset import DAY, Dataset
+
+    end = 100 * DAY + 2 * 3600  # data up to 02:00 of day 100: day 100 is age 0
+    data = Dataset.from_columns(
+        user_ids=np.array([1, 2]), video_ids=np.array([5]), video_active=np.array([True]),
+        view_user_ids=np.array([1]), view_video_ids=np.array([5]), viewed_at=np.array([end - 10.0]),
+        user_feature_triples=(np.array([0, 0, 1]), np.array([0, 1, 1]), np.array([4.0, 4.0, 2.0])),
+        user_feature_names=["a.com", "b.com"], end=end, video_text={5: {"title": "x", "description": "", "tags": []}},
+        user_feature_days=np.array([100, 93, 100]))
+    assert data.domain_bags(0.0) is data.user_features
+    np.testing.assert_allclose(data.domain_bags(7.0).toarray(), np.log1p([[4.0, 2.0], [0.0, 2.0]]), rtol=1e-6)
+    np.testing.assert_allclose(data.user_features.toarray(), np.log1p([[4.0, 4.0], [0.0, 2.0]]), rtol=1e-6)

@@ -2,7 +2,7 @@
 
 import math
 
-from rec_models.evaluation.gate import PublishedRun, quality_gate
+from rec_models.evaluation.gate import PublishedRun, quality_gate, warm_gate
 
 
 def test_the_first_run_of_a_model_publishes():
@@ -33,3 +33,17 @@ def test_nan_never_publishes():
 def test_the_reason_says_when_the_published_run_was_scored_on_tonights_holdout():
     decision = quality_gate(0.25, PublishedRun(model_run_id=3, ndcg=0.3, same_holdout=True), tolerance=0.02)
     assert not decision.publish and "published run 3 (0.3000 on tonight's holdout)" in decision.reason
+
+
+def test_domain_only_users_go_to_the_best_candidate_that_keeps_what_serves_them():
+    candidates = {"domain_ridge": 0.30, "two_tower": 0.20, "feature_popularity": 0.25}
+    first = warm_gate(candidates, None, 0.02, "feature_popularity")
+    assert (first.model, first.ndcg) == ("domain_ridge", 0.30)
+    assert warm_gate(candidates, 0.31, 0.02, "feature_popularity").model == "domain_ridge"
+    # The best drops the serving figure by more than the tolerance: the next that does not serves.
+    assert warm_gate({"domain_ridge": 0.25, "two_tower": math.nan, "feature_popularity": 0.29}, 0.30, 0.02,
+                     "feature_popularity").model == "feature_popularity"
+    dropped = warm_gate({"domain_ridge": 0.20, "two_tower": 0.10, "feature_popularity": 0.15}, 0.30, 0.02,
+                        "feature_popularity")
+    assert dropped.model == "feature_popularity" and "worse than the 0.3000 serving" in dropped.reason
+    assert "domain_ridge 0.2000" in dropped.reason

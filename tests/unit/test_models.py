@@ -10,8 +10,8 @@ import pytest
 
 from rec_models.config import MFConfig, NeuMFConfig, TwoTowerConfig
 from rec_models.evaluation import evaluate_model, evaluate_ranking
-from rec_models.models import (GMF, MLP, NCF, FeaturePopularity, MatrixFactorization, Popularity, Recommender,
-                               TwoTower, load_model)
+from rec_models.models import (GMF, MLP, NCF, DomainRidge, FeaturePopularity, MatrixFactorization, Popularity,
+                               Recommender, TwoTower, load_model)
 from rec_models.models.neural import NeuralRecommender
 from rec_models.topn import flatten
 from rec_models.training import FitReport
@@ -302,3 +302,33 @@ class TestFeaturePopularity(ModelContract):
             for u, row in zip(users.tolist(), small_dataset.video_ids[block.items].tolist()):
                 hits.append(np.mean([topic[v] == top_topic[u] for v in row]))
         assert np.mean(hits) > 3 / small_world.spec.n_topics
+
+
+class TestDomainRidge(ModelContract):
+    def make(self):
+        return DomainRidge(rank=16, half_life_days=7.0, popularity_damping=0.5)
+
+    def test_serves_users_from_domains_alone(self, fitted, small_dataset, small_world):
+        TestFeaturePopularity.test_serves_users_from_domains_alone(self, fitted, small_dataset, small_world)
+
+    def test_at_full_rank_it_is_the_plain_ridge_regression(self, small_dataset):
+        """The randomized reduced-rank solve, at a rank the data cannot exceed, scores as the dense
+        closed form W = (DᵀD + λI)⁻¹ DᵀX of the bench's anchor."""
+        from bench.anchors import DomainRidgeAnchor
+
+        reduced = DomainRidge(rank=10**6, l2=1.0, half_life_days=3.0)
+        reduced.fit(small_dataset)
+        plain = DomainRidgeAnchor(l2=1.0, half_life_days=3.0)
+        plain.fit(small_dataset)
+        users = np.arange(0, small_dataset.n_users, 5)
+        ours = reduced.user_vectors(small_dataset, users) @ reduced.item_vectors().T
+        reference = plain.user_vectors(small_dataset, users) @ plain.item_vectors().T
+        np.testing.assert_allclose(ours, reference, atol=1e-4 * np.abs(reference).max())
+
+    def test_round_trips_through_save_and_load(self, fitted, small_dataset, tmp_path):
+        model, _ = fitted
+        model.save(tmp_path / "m")
+        loaded = load_model(tmp_path / "m")
+        users = np.arange(0, 300, 7)
+        np.testing.assert_array_equal(loaded.user_vectors(small_dataset, users), model.user_vectors(small_dataset, users))
+        assert loaded.config_dict() == model.config_dict()

@@ -130,3 +130,42 @@ def test_unknown_noise_level_is_refused():
         WorldSpec(hub_visit_share=0.3)
     with pytest.raises(ValueError, match="wrong_tag_share must be between 0 and 1"):
         WorldSpec(wrong_tag_share=1.5)
+
+
+STRUCTURED_SMALL = WorldSpec(n_users=3000, n_videos=600, n_views=40_000, n_domain_visits=60_000, seed=8).at_noise(
+    "structured")
+
+
+def test_the_structured_level_plants_interests_bots_domain_only_users_and_last_week_changes():
+    w = generate_world(STRUCTURED_SMALL, END)
+    n_interests = STRUCTURED_SMALL.n_topics * STRUCTURED_SMALL.interests_per_topic
+    assert w.user_interest_now.shape == (3000, n_interests) and w.video_interest.max() == n_interests - 1
+    assert np.array_equal(w.video_topic, w.video_interest // STRUCTURED_SMALL.interests_per_topic)
+    assert 0.15 < w.domain_only_user.mean() < 0.25 and 0.25 < w.changed_user.mean() < 0.35
+    assert 0.01 < w.bot_user.mean() < 0.04 and not (w.bot_user & w.changed_user).any()
+    week_ago = END.timestamp() - 7 * 86400
+    assert (w.changed_at[w.changed_user] >= week_ago).all() and np.isnan(w.changed_at[~w.changed_user]).all()
+    # Domain-only users watch nothing; a changed user's views after the change are of the new interest.
+    row = {u: i for i, u in enumerate(w.user_id.tolist())}
+    users = np.array([row[u] for u in w.view_user.tolist()])
+    assert not w.domain_only_user[users].any()
+    interest_of = dict(zip(w.video_id.tolist(), w.video_interest.tolist()))
+    viewed = np.array([interest_of[v] for v in w.view_video.tolist()])
+    after = w.changed_user[users] & (w.viewed_at >= np.nan_to_num(w.changed_at[users], nan=np.inf))
+    in_new = w.user_interest_now[users[after], viewed[after]] > 0
+    assert in_new.mean() > 0.8  # the rest: the noise share of popular views
+    # Universal domains, portals per topic and hubs are all visited; bots visit the most domains each.
+    kinds = w.domain_topic[w.visit_domain]
+    assert (kinds == -1).mean() > 0.2 and (kinds == -2).any()
+    assert sum(name.endswith("-portal.com") for name in w.domain_names) == STRUCTURED_SMALL.n_topics
+    per_user = {u: len(set(w.visit_domain[w.visit_user == u].tolist())) for u in w.user_id[:400].tolist()}
+    bots = [per_user[u] for u, b in zip(w.user_id[:400].tolist(), w.bot_user[:400]) if b]
+    people = [per_user[u] for u, b in zip(w.user_id[:400].tolist(), w.bot_user[:400]) if not b]
+    assert bots and min(bots) > np.median(people)
+
+
+def test_structured_settings_need_the_structured_world():
+    with pytest.raises(ValueError, match="bot_share need interests_per_topic >= 2"):
+        WorldSpec(bot_share=0.1)
+    with pytest.raises(ValueError, match="drift_days must be between 0 and days"):
+        WorldSpec(interests_per_topic=2, drift_days=40)
