@@ -75,8 +75,8 @@ bench-neumf-cost: $(STAMP)
 bench-io: $(BENCH_STAMP)
 	$(PY) -m bench.io
 
-## make bench-domains: domain-only users vs the same users with views vs domain popularity, clean and noisy worlds (SIZE=S)
-LEVELS ?= clean,noisy
+## make bench-domains: domain-only users: our domain model vs domain popularity and ridge anchors chosen on validation (SIZE=S, LEVELS=structured)
+LEVELS ?= structured
 bench-domains: $(STAMP)
 	$(PY) -m bench.domains --size $(if $(filter command line environment,$(origin SIZE)),$(SIZE),S) --levels $(LEVELS)
 

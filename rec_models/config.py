@@ -171,7 +171,7 @@ class PipelineConfig:
                                minimum=1, maximum=1024)
     serving_model: ServingModel = setting(
         "auto", "Model whose run the _current views show (auto: best holdout NDCG@10 among dot-product models); "
-                "the two-tower always serves domain-only users.")
+                "domain-only users are served by the best domain model of the night (choose_warm).")
     # Night after night: continue from the last published run's weights, retrain from scratch now and then.
     train_mode: Literal["auto", "full", "warm"] = setting(
         "auto", "full: every model from scratch; warm: continue from its parent (the latest published run before "

@@ -47,17 +47,20 @@ def fmt(value, digits: int = 4) -> str:
 
 def runs_table(runs: list[dict]) -> str:
     head = ("<tr><th>run</th><th>model</th><th>data up to</th><th>status</th><th>trained</th><th>users</th><th>videos</th>"
-            "<th>train rows</th><th>NDCG@10</th><th>Recall@10</th><th>train s</th><th>why</th></tr>")
+            "<th>train rows</th><th>NDCG@10</th><th>Recall@10</th><th>domain-only NDCG@10</th><th>train s</th>"
+            "<th>why</th></tr>")
     rows = []
     for r in runs:
         status = f"<span class='pill {escape(r['status'])}'>{escape(r['status'])}</span>"
         if r["serving"]:
             status += " <span class='pill serving'>serving now</span>"
         m, t = r["metrics"] or {}, r["timings"] or {}
+        warm = m.get("warm") or {}  # who served this run's domain-only users, and their figure
+        warm_cell = f"{fmt(warm.get('ndcg@10'))} <span class='muted'>{escape(warm.get('model', ''))}</span>" if warm else "—"
         rows.append(f"<tr><td>{r['id']}</td><td>{escape(r['model'])}</td><td>{escape(str(r['end']))}</td><td>{status}</td>"
                     f"<td>{escape(r.get('train_mode') or '')}</td>"
                     f"<td>{fmt(r['users'])}</td><td>{fmt(r['videos'])}</td><td>{fmt(r['train_rows'])}</td>"
-                    f"<td>{fmt(m.get('ndcg@10'))}</td><td>{fmt(m.get('recall@10'))}</td>"
+                    f"<td>{fmt(m.get('ndcg@10'))}</td><td>{fmt(m.get('recall@10'))}</td><td>{warm_cell}</td>"
                     f"<td>{fmt(t.get('train_seconds'), 1)}</td><td class='muted'>{escape(r['reason'] or '')}</td></tr>")
     return f"<table>{head}{''.join(rows)}</table>"
 
