@@ -11,7 +11,7 @@ BENCH_STAMP := $(VENV)/.bench-$(shell cat requirements-bench.lock | sha1sum | cu
 
 TIERS := unit db dag ui quality
 
-.PHONY: compose-env install bench-install demo test $(addprefix test-,$(TIERS)) airflow stop report lock clean bench-ml100k bench-faults bench-topn bench-scale bench-io bench-neumf-cost bench-ui bench-domains bench-nights bench-scale-out bench-chaos
+.PHONY: compose-env install bench-install demo test $(addprefix test-,$(TIERS)) airflow stop report lock clean bench-ml100k bench-faults bench-topn bench-scale bench-io bench-neumf-cost bench-ui bench-domains bench-domain-cost bench-quality bench-nights bench-scale-out bench-chaos
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -79,6 +79,14 @@ bench-io: $(BENCH_STAMP)
 LEVELS ?= structured
 bench-domains: $(STAMP)
 	$(PY) -m bench.domains --size $(if $(filter command line environment,$(origin SIZE)),$(SIZE),S) --levels $(LEVELS)
+
+## make bench-quality: ML-100K A-temporal and the domain worlds' hot, domain-only and changed users, each path vs its best anchor (SIZE=S, DATA)
+bench-quality: $(STAMP)
+	$(PY) -m bench.quality --data $(DATA) --size $(if $(filter command line environment,$(origin SIZE)),$(SIZE),S)
+
+## make bench-domain-cost: the domain model's fit seconds and peak memory at a size with 20k distinct domains (SIZE=L)
+bench-domain-cost: $(STAMP)
+	$(PY) -m bench.domain_cost --size $(if $(filter command line environment,$(origin SIZE)),$(SIZE),L)
 
 ## make bench-ui: the Recommendations view's pages over HTTP on a world of SIZE (kept for reruns); last line `ui: ...`
 bench-ui: $(STAMP)

@@ -170,9 +170,9 @@ class DomainRidgeAnchor(_Factors):
         trained = np.flatnonzero((np.diff(views.indptr) > 0) & (np.diff(bags.indptr) > 0))
         users_per_domain = np.diff(bags[trained].tocsc().indptr)
         self.idf = np.log((1.0 + len(trained)) / (1.0 + users_per_domain))
-        d = self._bags(bags[trained]).toarray()
-        gram = d.T @ d + self.params["l2"] * np.eye(d.shape[1])
-        self.item_f = np.linalg.solve(gram, d.T @ views[trained].toarray()).T.astype(np.float32)
+        d = self._bags(bags[trained]).tocsr()
+        gram = (d.T @ d).toarray() + self.params["l2"] * np.eye(d.shape[1])
+        self.item_f = np.linalg.solve(gram, (d.T @ views[trained]).toarray()).T.astype(np.float32)
         return FitReport(epochs=1)
 
     def _bags(self, bags: sparse.csr_matrix) -> sparse.csr_matrix:

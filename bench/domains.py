@@ -8,7 +8,8 @@ Each level's world (``WorldSpec.at_noise``) is split as the nightly run splits i
     {0, 3, 7, 14};
   - ridge regression domains -> videos in closed form (``DomainRidgeAnchor``), λ from {0.1, 1, 10},
     the same half-lives;
-  - ours, ``DomainRidge`` (reduced-rank, popularity-damped), rank x half-life x damping;
+  - ours, ``DomainRidge`` (reduced-rank, popularity-damped, a recent bag weighted in), rank x
+    half-life x damping x the recent bag's weight;
   - the two-tower's domain tower with the product's settings, for comparison (not tuned here).
 Each family's setting is the one with the best Recall@10 on the validation split (users with views in
 the day before the holdout, scored from their domains alone), fitted again before the holdout. Test
@@ -42,6 +43,7 @@ from rec_models.names import TWO_TOWER
 from rec_models.threads import set_torch_threads
 
 HALF_LIVES = (0, 3, 7, 14)
+RECENT_WEIGHTS = (0.0, 0.5, 1.0)
 ANCHORS = ("domain popularity", "ridge")
 
 
@@ -50,8 +52,10 @@ def candidates(config: PipelineConfig) -> dict[str, list[Recommender]]:
     return {
         "domain popularity": [FeaturePopularity(half_life_days=h) for h in HALF_LIVES],
         "ridge": [DomainRidgeAnchor(l2=l2, half_life_days=h) for l2 in (0.1, 1.0, 10.0) for h in HALF_LIVES],
-        "ours": [DomainRidge(rank=r, l2=config.domain_l2, half_life_days=h, popularity_damping=b, seed=config.seed)
-                 for r in sorted({32, config.domain_rank}) for h in HALF_LIVES for b in (0.25, 0.5)],
+        "ours": [DomainRidge(rank=r, l2=config.domain_l2, half_life_days=h, popularity_damping=b, recent_weight=a,
+                             recent_half_life_days=config.domain_recent_half_life_days, seed=config.seed)
+                 for r in sorted({32, config.domain_rank}) for h in HALF_LIVES for b in (0.25, 0.5)
+                 for a in RECENT_WEIGHTS],
     }
 
 
@@ -162,7 +166,8 @@ def measure(size: str, level: str, config: PipelineConfig) -> dict:
 
 
 def _setting_text(setting: dict) -> str:
-    labels = {"half_life_days": "half-life", "l2": "λ", "rank": "rank", "popularity_damping": "damping"}
+    labels = {"half_life_days": "half-life", "l2": "λ", "rank": "rank", "popularity_damping": "damping",
+              "recent_weight": "recent"}
     return " ".join(f"{label}={setting[key]:g}" for key, label in labels.items() if key in setting)
 
 
@@ -170,13 +175,13 @@ def print_level(r: dict) -> None:
     changed = r["changed"]
     print(f"\nlevel {r['level']}: {r['users']} domain-only users ({changed.sum()} changed interest in the last "
           f"week)")
-    header = (f"{'model':<18}{'chosen on validation':<30}{'valid R@10':>11}{'precision@10 domain-only':>28}"
+    header = (f"{'model':<18}{'chosen on validation':<44}{'valid R@10':>11}{'precision@10 domain-only':>28}"
               f"{'changed':>9}{'stable':>8}{'R@10 domains':>13}{'fit s':>7}")
     print(header)
     print("-" * len(header))
     for name, row in r["rows"].items():
         p = row["precision"]
-        print(f"{name:<18}{_setting_text(row['setting']):<30}{row['validation']:>11.4f}"
+        print(f"{name:<18}{_setting_text(row['setting']):<44}{row['validation']:>11.4f}"
               f"{str(confidence_interval(p)):>28}{p[changed].mean() if changed.any() else float('nan'):>9.3f}"
               f"{p[~changed].mean():>8.3f}{row['recall'].mean():>13.4f}{row['fit_s']:>7.1f}")
 

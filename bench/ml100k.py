@@ -72,7 +72,9 @@ def select_cold(candidate: Candidate, train: Dataset, base: dict, chosen: FitRep
     return best[0]
 
 
-def run(data_path: Path, quick: bool) -> dict:
+def run(data_path: Path, quick: bool, only: set[str] | None = None,
+        protocols: tuple[str, ...] = ("A", "AT", "B", "C")) -> dict:
+    """Every candidate (or those labelled in ``only``) on the ``protocols`` it runs."""
     ml = load_movielens(data_path)
     d = ml.dataset
     # A-temporal, and the validation split cut from its training data.
@@ -96,6 +98,9 @@ def run(data_path: Path, quick: bool) -> dict:
     status = available()
     results: dict[str, dict] = {}
     for cand in candidates(quick):
+        if only is not None and cand.label not in only:
+            continue
+        cand.protocols = tuple(p for p in cand.protocols if p in protocols)
         library = {"implicit_": "implicit", "lightfm_": "lightfm"}
         needs = next((lib for prefix, lib in library.items() if cand.label.startswith(prefix)), None)
         if needs and status[needs]:

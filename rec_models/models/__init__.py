@@ -32,7 +32,8 @@ def build_model(name: str, config: PipelineConfig) -> Recommender:
 def build_domain_model(config: PipelineConfig) -> DomainRidge:
     """The model that serves users known only by their domains, with the run's settings."""
     return DomainRidge(rank=config.domain_rank, l2=config.domain_l2, half_life_days=config.domain_half_life_days,
-                       popularity_damping=config.domain_popularity_damping, max_domains=config.domain_max_domains,
+                       popularity_damping=config.domain_popularity_damping, recent_weight=config.domain_recent_weight,
+                       recent_half_life_days=config.domain_recent_half_life_days, max_domains=config.domain_max_domains,
                        seed=config.seed)
 
 

@@ -2,7 +2,9 @@
 that serves users known only by their domains.
 
 Learned from the users who have both: D = their domain bags (log1p of visits, each day weighing
-0.5 ** (age / ``half_life_days``), times inverse domain frequency, rows L2-normalised), Y = their
+0.5 ** (age / ``half_life_days``), plus ``recent_weight`` times the same bag at the short
+``recent_half_life_days``, so a user whose interest changed last week is heard without drowning the
+month's steady signal; times inverse domain frequency, rows L2-normalised), Y = their
 views (each weighing 0.5 ** (age in days / ``target_half_life_days``), so the mapping learns from what
 people watch now), W = (DᵀD + λI)⁻¹ DᵀY. Rank reduction (Mukherjee & Zhu 2011) keeps W's projection
 onto the top ``rank`` right singular vectors V of the fitted DW: W_k = W V Vᵀ. That is a dot product
@@ -33,11 +35,13 @@ class DomainRidge(Recommender):
 
     def __init__(self, rank: int = 128, l2: float = 1.0, half_life_days: float = 7.0,
                  target_half_life_days: float = 0.0, popularity_damping: float = 0.0,
+                 recent_weight: float = 0.0, recent_half_life_days: float = 1.0,
                  max_domains: int = 20_000, seed: int = 42):
         self.rank, self.l2, self.seed = rank, l2, seed
         self.half_life_days, self.target_half_life_days = half_life_days, target_half_life_days
         # Scores divided by (views + 1) ** damping: a video everybody watches is no sign of a taste.
         self.popularity_damping = popularity_damping
+        self.recent_weight, self.recent_half_life_days = recent_weight, recent_half_life_days
         self.max_domains = max_domains
         self.domain_rows = np.zeros(0, dtype=np.int64)  # dataset feature columns the model knows
         self.domain_idf = np.zeros(0, dtype=np.float32)
@@ -58,7 +62,7 @@ class DomainRidge(Recommender):
 
     def fit(self, data: Dataset, *, before: float | None = None, validation=None, epochs: int | None = None) -> FitReport:
         targets = self.targets(data, before)
-        bags = data.domain_bags(self.half_life_days)
+        bags = self.visit_bags(data)
         trained = np.flatnonzero((np.diff(targets.indptr) > 0) & (np.diff(bags.indptr) > 0))
         users_per_domain = np.diff(bags[trained].tocsc().indptr)
         # The most visited domains carry the signal; the long tail only adds size to the solve.
@@ -72,11 +76,19 @@ class DomainRidge(Recommender):
             self.video_vectors *= ((views + 1.0) ** -self.popularity_damping).astype(np.float32)[:, None]
         return FitReport(epochs=1, best_epoch=1)
 
+    def visit_bags(self, data: Dataset, users: np.ndarray | None = None) -> sparse.csr_matrix:
+        """The users' (every user's when None) bags of domains before idf: the month's, plus the recent
+        one when weighted in."""
+        rows = slice(None) if users is None else np.asarray(users)
+        bags = data.domain_bags(self.half_life_days)[rows]
+        if not self.recent_weight:
+            return bags
+        recent = data.domain_bags(self.recent_half_life_days)[rows]
+        return (_unit_rows(bags) + self.recent_weight * _unit_rows(recent)).tocsr()
+
     def _bags(self, bags: sparse.csr_matrix) -> sparse.csr_matrix:
         """Known domains only, idf-weighted, rows at unit L2 length."""
-        weighted = (bags[:, self.domain_rows] @ sparse.diags(self.domain_idf)).tocsr()
-        norms = np.sqrt(np.asarray(weighted.multiply(weighted).sum(axis=1)).ravel())
-        return (sparse.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)) @ weighted).tocsr()
+        return _unit_rows(bags[:, self.domain_rows] @ sparse.diags(self.domain_idf))
 
     def _solve(self, bags: sparse.csr_matrix, targets: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
         n_domains, n_videos = bags.shape[1], targets.shape[1]
@@ -113,7 +125,7 @@ class DomainRidge(Recommender):
         return self.domain_rows
 
     def user_vectors(self, data: Dataset, users: np.ndarray) -> np.ndarray:
-        bags = self._bags(data.domain_bags(self.half_life_days)[np.asarray(users)])
+        bags = self._bags(self.visit_bags(data, users))
         return np.asarray(bags @ self.domain_vectors, dtype=np.float32)
 
     def item_vectors(self) -> np.ndarray:
@@ -130,9 +142,17 @@ class DomainRidge(Recommender):
     def config_dict(self):
         return {"rank": self.rank, "l2": self.l2, "half_life_days": self.half_life_days,
                 "target_half_life_days": self.target_half_life_days,
-                "popularity_damping": self.popularity_damping, "max_domains": self.max_domains,
+                "popularity_damping": self.popularity_damping, "recent_weight": self.recent_weight,
+                "recent_half_life_days": self.recent_half_life_days, "max_domains": self.max_domains,
                 "seed": self.seed}
 
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def _unit_rows(matrix: sparse.spmatrix) -> sparse.csr_matrix:
+    """Rows scaled to unit L2 length (empty rows stay empty)."""
+    matrix = sparse.csr_matrix(matrix)
+    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+    return (sparse.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)) @ matrix).tocsr()
