@@ -26,6 +26,7 @@ from rec_models.names import DOMAIN_RIDGE
 # Extra random directions and power iterations of the randomized SVD (Halko et al.'s defaults).
 _OVERSAMPLE = 16
 _POWER_ITERATIONS = 2
+_GRAM_BLOCK_USERS = 65_536
 
 
 class DomainRidge(Recommender):
@@ -95,9 +96,13 @@ class DomainRidge(Recommender):
         if n_domains == 0 or targets.nnz == 0:
             return np.zeros((n_domains, 1), np.float32), np.zeros((n_videos, 1), np.float32)
         bags, targets = bags.astype(np.float64), targets.astype(np.float64).tocsr()
-        gram = (bags.T @ bags).toarray()
+        gram = np.zeros((n_domains, n_domains))
+        # By blocks of users: one sparse DᵀD of a million users would hold every co-visited pair at once.
+        for start in range(0, bags.shape[0], _GRAM_BLOCK_USERS):
+            block = bags[start:start + _GRAM_BLOCK_USERS]
+            gram += (block.T @ block).toarray()
         gram[np.diag_indices_from(gram)] += self.l2
-        factor = linalg.cho_factor(gram)
+        factor = linalg.cho_factor(gram, overwrite_a=True)
 
         def weights_times(v: np.ndarray) -> np.ndarray:  # W v, (domains, k)
             return linalg.cho_solve(factor, bags.T @ (targets @ v))

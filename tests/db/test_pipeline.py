@@ -66,6 +66,31 @@ def test_every_model_is_recorded_and_the_best_dot_product_model_serves(published
         assert tt["domains_only"]["recall@10"] >= 0.8 * tt["recall@10"]
 
 
+def test_domain_only_users_are_served_by_the_recorded_choice_in_their_planted_topic(published, small_world):
+    """Each model run records who serves its domain-only users (the best domain-only holdout NDCG@10
+    among the candidates, none served before) and the warm segment is theirs; their lists hold their
+    planted topic far above chance."""
+    url, run, result = published
+    candidates = {"domain_ridge", "feature_popularity", "two_tower"}
+    with psycopg.connect(url) as conn:
+        choices = dict(conn.execute("SELECT model_name, metrics->'warm' FROM rec.model_runs").fetchall())
+        tower = conn.execute("SELECT (metrics->'domains_only'->>'ndcg@10')::float8 FROM rec.model_runs "
+                             "WHERE model_name = 'two_tower'").fetchone()[0]
+        rows = conn.execute("SELECT user_id, video_id FROM rec.user_recommendations_current "
+                            "WHERE segment = 'warm' AND rank <= 10").fetchall()
+    for model, choice in choices.items():
+        assert choice["model"] in candidates and choice["reason"] and choice["ndcg@10"] > 0, model
+    fallbacks = {name: run.files.read_baseline(name)["ndcg@10"] for name in ("domain_ridge", "feature_popularity")}
+    best_possible = max([*fallbacks.values(), tower])
+    assert all(c["ndcg@10"] == best_possible for c in choices.values())
+    without_views = set(small_world.user_id.tolist()) - set(small_world.view_user.tolist())
+    assert rows and {u for u, _ in rows} <= without_views
+    topic_of_user = dict(zip(small_world.user_id.tolist(), small_world.user_topic_pref.argmax(1).tolist()))
+    topic_of_video = dict(zip(small_world.video_id.tolist(), small_world.video_topic.tolist()))
+    in_topic = np.mean([topic_of_video.get(v) == topic_of_user[u] for u, v in rows])
+    assert in_topic > 3 / small_world.spec.n_topics
+
+
 def test_similar_videos_contract(published, small_world):
     url, _, result = published
     with psycopg.connect(url) as conn:
