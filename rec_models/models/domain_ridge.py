@@ -17,7 +17,8 @@ videos or users x videos matrix is ever formed.
 from __future__ import annotations
 
 import numpy as np
-from scipy import linalg, sparse
+import torch
+from scipy import sparse
 
 from rec_models.data.dataset import DAY, Dataset
 from rec_models.models.base import FitReport, Recommender
@@ -102,23 +103,28 @@ class DomainRidge(Recommender):
             block = bags[start:start + _GRAM_BLOCK_USERS]
             gram += (block.T @ block).toarray()
         gram[np.diag_indices_from(gram)] += self.l2
-        factor = linalg.cho_factor(gram, overwrite_a=True)
+        # torch's Cholesky: the OpenBLAS that numpy and scipy ship crashed factoring 20k x 20k here.
+        factor = torch.linalg.cholesky(torch.from_numpy(gram))
+        del gram
+
+        def solve(rhs: np.ndarray) -> np.ndarray:  # (DᵀD + λI)⁻¹ rhs
+            return torch.cholesky_solve(torch.from_numpy(np.ascontiguousarray(rhs)), factor).numpy()
 
         def weights_times(v: np.ndarray) -> np.ndarray:  # W v, (domains, k)
-            return linalg.cho_solve(factor, bags.T @ (targets @ v))
+            return solve(bags.T @ (targets @ v))
 
         def fitted_times(v: np.ndarray) -> np.ndarray:  # D W v, (users, k)
             return bags @ weights_times(v)
 
         def fitted_t_times(u: np.ndarray) -> np.ndarray:  # (D W)ᵀ u, (videos, k)
-            return targets.T @ (bags @ linalg.cho_solve(factor, bags.T @ u))
+            return targets.T @ (bags @ solve(bags.T @ u))
 
         rank = min(self.rank, n_domains, n_videos)
         probes = min(rank + _OVERSAMPLE, n_domains, n_videos)
         rng = np.random.default_rng(self.seed)
-        basis = np.linalg.qr(fitted_times(rng.standard_normal((n_videos, probes))))[0]
+        basis = _orthonormal(fitted_times(rng.standard_normal((n_videos, probes))))
         for _ in range(_POWER_ITERATIONS):
-            basis = np.linalg.qr(fitted_times(np.linalg.qr(fitted_t_times(basis))[0]))[0]
+            basis = _orthonormal(fitted_times(_orthonormal(fitted_t_times(basis))))
         _, _, right = np.linalg.svd(fitted_t_times(basis).T, full_matrices=False)
         videos = right[:rank].T  # (videos, rank), orthonormal columns
         return weights_times(videos).astype(np.float32), np.ascontiguousarray(videos, dtype=np.float32)
@@ -154,6 +160,11 @@ class DomainRidge(Recommender):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def _orthonormal(columns: np.ndarray) -> np.ndarray:
+    """An orthonormal basis of the columns' span (reduced QR, in torch for the reason above)."""
+    return torch.linalg.qr(torch.from_numpy(np.ascontiguousarray(columns)), mode="reduced")[0].numpy()
 
 
 def _unit_rows(matrix: sparse.spmatrix) -> sparse.csr_matrix:
