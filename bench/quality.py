@@ -155,6 +155,9 @@ def main() -> None:
     print("-" * (len(header) + 30))
 
     def row(label: str, ours: np.ndarray, anchor: np.ndarray) -> None:
+        if not len(ours):
+            print(f"{label:<56}{0:>7}  (no such users at this level)")
+            return
         print(f"{label:<56}{len(ours):>7}{str(confidence_interval(ours)):>28}{str(confidence_interval(anchor)):>28}"
               f"  {verdict(ours, anchor)}")
 
@@ -173,7 +176,7 @@ def main() -> None:
     last = results[-1]
 
     def pair(ours, anchor) -> str:
-        return f"{np.mean(ours):.4f}/{np.mean(anchor):.4f}"
+        return f"{np.mean(ours):.4f}/{np.mean(anchor):.4f}" if len(ours) else "none/none"
 
     print(f"quality: ml100k {pair(*ml) if ml else 'absent'}, domain-only {pair(last['domain_ours'], last['domain_anchor_values'])}, "
           f"changed {pair(last['changed_ours'], last['changed_anchor'])}, hot {pair(last['hot']['ours_recall'], last['hot']['anchor_recall'])} "

@@ -59,7 +59,7 @@ class Dataset:
     feature_cols: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int32))
     feature_days: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int32))
     feature_counts: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
-    _bags: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)  # domain_bags by half-life
+    _bags: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)  # domain_bags by settings
 
     @classmethod
     def from_snapshot(cls, snap: Snapshot) -> "Dataset":
@@ -244,20 +244,33 @@ class Dataset:
         test.eliminate_zeros()
         return Split(train=inner.train, test=test, boundary=inner.boundary)
 
-    def domain_bags(self, half_life_days: float = 0.0) -> sparse.csr_matrix:
+    def domain_bags(self, half_life_days: float = 0.0, recent_weight: float = 0.0,
+                    recent_half_life_days: float = 1.0) -> sparse.csr_matrix:
         """Users x features, log1p of the visits with each day's weighing 0.5 ** (its age in days /
-        ``half_life_days``) (age 0: the data's last day); 0: every day the same (``user_features``)."""
+        ``half_life_days``) (age 0: the data's last day; 0: every day the same, ``user_features``);
+        with ``recent_weight``, plus that times the bag at ``recent_half_life_days``, each of the two
+        at unit L2 length first, so that last week's visits are heard beside the month's. Every
+        (user, feature) pair of ``user_features`` stays in the pattern, however old."""
+        key = (half_life_days, recent_weight, recent_half_life_days if recent_weight else None)
+        if key in self._bags:
+            return self._bags[key]
+        bags = self._decayed(half_life_days)
+        if recent_weight:
+            bags = (unit_rows_sparse(bags) + recent_weight * unit_rows_sparse(self._decayed(recent_half_life_days))).tocsr()
+        self._bags[key] = bags
+        return bags
+
+    def _decayed(self, half_life_days: float) -> sparse.csr_matrix:
         if not half_life_days or not len(self.feature_rows):
             return self.user_features
-        if half_life_days in self._bags:
-            return self._bags[half_life_days]
         last_day = int(np.ceil(self.end / DAY)) - 1
         age = np.maximum(last_day - self.feature_days, 0)
-        weights = self.feature_counts * np.exp2(-age / half_life_days).astype(np.float32)
-        bags = sparse.csr_matrix((weights, (self.feature_rows, self.feature_cols)), shape=self.user_features.shape)
+        # Floored above 0 so that no pair drops out of the sparse pattern.
+        decay = np.maximum(np.exp2(-age / half_life_days), 2.0 ** -100).astype(np.float32)
+        bags = sparse.csr_matrix((self.feature_counts * decay, (self.feature_rows, self.feature_cols)),
+                                 shape=self.user_features.shape)
         bags.sum_duplicates()
         bags.data = np.log1p(bags.data)
-        self._bags[half_life_days] = bags
         return bags
 
     def segments(self, interactions: sparse.csr_matrix, known_features: np.ndarray) -> dict[str, np.ndarray]:
@@ -275,6 +288,15 @@ class Dataset:
 _ARRAYS = ("user_ids", "video_ids", "video_active", "view_user", "view_video", "viewed_at", "feature_rows",
            "feature_cols", "feature_days", "feature_counts")
 _MATRICES = ("user_features", "item_features")
+
+
+def unit_rows_sparse(matrix: sparse.spmatrix) -> sparse.csr_matrix:
+    """Rows scaled to unit L2 length (empty rows stay empty), the sparse pattern kept."""
+    matrix = sparse.csr_matrix(matrix, copy=True)
+    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+    norms = np.sqrt(np.bincount(rows, weights=matrix.data.astype(np.float64) ** 2, minlength=matrix.shape[0]))
+    matrix.data = (matrix.data / np.maximum(norms[rows], 1e-30)).astype(np.float32)
+    return matrix
 
 
 def _binary(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int) -> sparse.csr_matrix:

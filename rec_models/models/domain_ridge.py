@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from scipy import sparse
 
-from rec_models.data.dataset import DAY, Dataset
+from rec_models.data.dataset import DAY, Dataset, unit_rows_sparse
 from rec_models.models.base import FitReport, Recommender
 from rec_models.names import DOMAIN_RIDGE
 
@@ -81,16 +81,12 @@ class DomainRidge(Recommender):
     def visit_bags(self, data: Dataset, users: np.ndarray | None = None) -> sparse.csr_matrix:
         """The users' (every user's when None) bags of domains before idf: the month's, plus the recent
         one when weighted in."""
-        rows = slice(None) if users is None else np.asarray(users)
-        bags = data.domain_bags(self.half_life_days)[rows]
-        if not self.recent_weight:
-            return bags
-        recent = data.domain_bags(self.recent_half_life_days)[rows]
-        return (_unit_rows(bags) + self.recent_weight * _unit_rows(recent)).tocsr()
+        bags = data.domain_bags(self.half_life_days, self.recent_weight, self.recent_half_life_days)
+        return bags if users is None else bags[np.asarray(users)]
 
     def _bags(self, bags: sparse.csr_matrix) -> sparse.csr_matrix:
         """Known domains only, idf-weighted, rows at unit L2 length."""
-        return _unit_rows(bags[:, self.domain_rows] @ sparse.diags(self.domain_idf))
+        return unit_rows_sparse(bags[:, self.domain_rows] @ sparse.diags(self.domain_idf))
 
     def _solve(self, bags: sparse.csr_matrix, targets: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
         n_domains, n_videos = bags.shape[1], targets.shape[1]
@@ -165,10 +161,3 @@ class DomainRidge(Recommender):
 def _orthonormal(columns: np.ndarray) -> np.ndarray:
     """An orthonormal basis of the columns' span (reduced QR, in torch for the reason above)."""
     return torch.linalg.qr(torch.from_numpy(np.ascontiguousarray(columns)), mode="reduced")[0].numpy()
-
-
-def _unit_rows(matrix: sparse.spmatrix) -> sparse.csr_matrix:
-    """Rows scaled to unit L2 length (empty rows stay empty)."""
-    matrix = sparse.csr_matrix(matrix)
-    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
-    return (sparse.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)) @ matrix).tocsr()

@@ -1,7 +1,7 @@
 """Content-boosted two-tower model.
 
-User tower: the weighted bag of the user's features (for the video service: the domains they visit)
-plus the bag of videos they watched (YouTube-DNN style, in place of a per-user id embedding: it needs
+User tower: the weighted bag of the user's features (for the video service: the domains they visit,
+the month's visits and, weighted in beside them, the last days', so a changed interest is heard) plus the bag of videos they watched (YouTube-DNN style, in place of a per-user id embedding: it needs
 no table of users and knows a user by what they did). Item tower: a video id embedding plus the bag
 of its content tokens (title, description, tags). Score = dot product (+ a video bias).
 
@@ -201,9 +201,11 @@ class TwoTower(NeuralRecommender):
         half_life = self.config.history_half_life
         scored_history = data.recency_weighted(before, half_life) if half_life else interactions
         self.shapes["history_nnz"] = scored_history.nnz
+        domains = data.domain_bags(self.config.domain_half_life_days, self.config.domain_recent_weight)
+        self.shapes["user_feature_nnz"] = domains.nnz
         torch.manual_seed(self.seed)
         self.module = self.build_module(self.shapes)
-        self.module.user_bags.set(data.user_features)
+        self.module.user_bags.set(domains)
         self.module.history.set(scored_history, norm="l2")
         self.module.train_history.set(data.ordered_views(before), norm="l2")
         self.module.item_bags.set(data.item_features)

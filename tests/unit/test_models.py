@@ -252,7 +252,8 @@ class TestTwoTower(ModelContract):
                 cut, weights = len(videos), np.ones(len(videos))
             np.testing.assert_array_equal(mine, videos[len(videos) - len(mine):] if future_share else videos)
             weights = weights / np.linalg.norm(weights)
-            features = small_dataset.user_features[user]
+            features = small_dataset.domain_bags(model.config.domain_half_life_days,
+                                                 model.config.domain_recent_weight)[user]
             feature_norm = features.data / features.data.sum()  # the domain bag sums to 1
             plain = feature_norm @ module.user_feature.weight.detach().numpy()[features.indices] + weights @ history[videos[:cut]]
             np.testing.assert_allclose(vectors[row].numpy(), np.tanh(plain), rtol=1e-4, atol=1e-6)

@@ -30,16 +30,16 @@ def _next_night(data: Dataset, drop_users: int = 40, new_videos: int = 5) -> Dat
     keep = data.view_user >= drop_users
     new_ids = data.video_ids.max() + 1 + np.arange(new_videos)
     text = dict(data.video_text) | {int(v): data.video_text[int(data.video_ids[i])] for i, v in enumerate(new_ids)}
-    features = data.user_features.tocoo()
-    kept_features = features.row >= drop_users
+    kept_features = data.feature_rows >= drop_users
     return Dataset.from_columns(
         user_ids=data.user_ids[drop_users:], video_ids=np.concatenate([data.video_ids, new_ids]),
         video_active=np.concatenate([data.video_active, np.ones(new_videos, bool)]),
         view_user_ids=data.user_ids[data.view_user[keep]], view_video_ids=data.video_ids[data.view_video[keep]],
         viewed_at=data.viewed_at[keep],
-        user_feature_triples=(features.row[kept_features] - drop_users, features.col[kept_features],
-                              np.expm1(features.data[kept_features])),
-        user_feature_names=data.user_feature_names, end=data.end, video_text=text)
+        user_feature_triples=(data.feature_rows[kept_features] - drop_users, data.feature_cols[kept_features],
+                              data.feature_counts[kept_features]),
+        user_feature_names=data.user_feature_names, end=data.end, video_text=text,
+        user_feature_days=data.feature_days[kept_features])
 
 
 def test_matching_rows_pairs_ids_in_any_order():
