@@ -76,7 +76,7 @@ class PlantedInterests(Recommender):
             mine = interest == i
             self.items[mine, i] = counts[mine] / counts[mine].sum()
         self.users = np.zeros((data.n_users, current.shape[1]), dtype=np.float32)
-        rows, known = _rows_of(world, data)
+        rows, known = rows_of(world, data)
         self.users[rows[known]] = current[known]
 
     def fit(self, data, *, before=None, validation=None, epochs=None):
@@ -92,7 +92,7 @@ class PlantedInterests(Recommender):
         return self.items
 
 
-def _rows_of(world: World, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
+def rows_of(world: World, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
     """Each world user's Dataset row, and whether the Dataset has them."""
     rows = np.searchsorted(data.user_ids, world.user_id)
     known = (rows < data.n_users) & (data.user_ids[np.minimum(rows, data.n_users - 1)] == world.user_id)
@@ -111,7 +111,7 @@ class DomainOnlyUsers:
 
     @classmethod
     def of(cls, world: World, data: Dataset) -> "DomainOnlyUsers":
-        rows, known = _rows_of(world, data)
+        rows, known = rows_of(world, data)
         bots = world.bot_user if world.bot_user is not None else np.zeros(len(rows), bool)
         changed = world.changed_user if world.changed_user is not None else np.zeros(len(rows), bool)
         chosen = world.domain_only_user & ~bots & known
@@ -186,6 +186,15 @@ def print_level(r: dict) -> None:
               f"{p[~changed].mean():>8.3f}{row['recall'].mean():>13.4f}{row['fit_s']:>7.1f}")
 
 
+def parse_levels(parser: argparse.ArgumentParser, text: str) -> list[str]:
+    """The comma-separated world levels of ``--levels``, or the parser's error naming the unknown ones."""
+    levels = text.split(",")
+    unknown = [level for level in levels if level not in NOISE_LEVELS]
+    if unknown:
+        parser.error(f"unknown level(s) {', '.join(unknown)}: expected {', '.join(NOISE_LEVELS)}")
+    return levels
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=["XS", "S", "M"], default="S")
@@ -193,10 +202,7 @@ def main() -> None:
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="pipeline param (the DAG's names), repeatable")
     args = parser.parse_args()
-    levels = args.levels.split(",")
-    unknown = [level for level in levels if level not in NOISE_LEVELS]
-    if unknown:
-        parser.error(f"unknown noise level(s) {', '.join(unknown)}: expected {', '.join(NOISE_LEVELS)}")
+    levels = parse_levels(parser, args.levels)
     config = config_from_params(args.param)
     set_torch_threads(config.torch_threads)
     results = []

@@ -29,7 +29,7 @@ import numpy as np
 
 from bench.anchors import EASE
 from bench.candidates import EASE_L2
-from bench.domains import ANCHORS, DomainOnlyUsers, _rows_of, measure
+from bench.domains import ANCHORS, DomainOnlyUsers, rows_of, measure, parse_levels
 from bench.worlds import SIZES
 from rec_models.__main__ import config_from_params
 from rec_models.config import PipelineConfig
@@ -89,7 +89,7 @@ def hot_path(world: World, data: Dataset, config: PipelineConfig) -> dict:
                 best, best_score = {"l2": l2, "half_life": half_life}, score
     ease = EASE(**best)
     ease.fit(data, before=validation.boundary)
-    rows, known = _rows_of(world, data)
+    rows, known = rows_of(world, data)
     bots = np.zeros(data.n_users, bool)
     if world.bot_user is not None:
         bots[rows[known & world.bot_user]] = True
@@ -136,10 +136,7 @@ def main() -> None:
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="pipeline param (the DAG's names), repeatable")
     args = parser.parse_args()
-    levels = args.levels.split(",")
-    unknown = [name for name in levels if name not in NOISE_LEVELS]
-    if unknown:
-        parser.error(f"unknown level(s) {', '.join(unknown)}: expected {', '.join(NOISE_LEVELS)}")
+    levels = parse_levels(parser, args.levels)
     logging.basicConfig(level=logging.WARNING)
     config = config_from_params(args.param)
     started = time.perf_counter()
