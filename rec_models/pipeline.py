@@ -313,6 +313,7 @@ def choose_warm(run: Run, model_name: str, evaluation: dict, two_tower: dict | N
     with connect(run.database_url) as conn:
         serving = serving_warm_ndcg(conn, model_name, evaluation["model_run_id"], run.interval_end)
         choice = warm_gate(candidates, serving, run.config.quality_tolerance, FEATURE_POPULARITY).as_dict()
+        choice["candidates"] = candidates
         record_warm_choice(conn, evaluation["model_run_id"], choice)
     run.files.write_warm_choice(model_name, choice)
     log.info("%s: domain-only users served by %s (%s)", model_name, choice["model"], choice["reason"])

@@ -86,7 +86,10 @@ def demo_report(conn: psycopg.Connection, samples: int = 3, top: int = 5) -> str
         if "domains_only" in metrics:
             note += f"; its domain tower: Recall@10 {metrics['domains_only']['recall@10']:.4f}"
         if "warm" in metrics:
-            note += f"; domain-only users served by {metrics['warm']['model']} (NDCG@10 {metrics['warm']['ndcg@10']:.4f})"
+            others = ", ".join(f"{name} {ndcg:.4f}" for name, ndcg in metrics["warm"].get("candidates", {}).items()
+                               if name != metrics["warm"]["model"])
+            note += (f"; domain-only users served by {metrics['warm']['model']} (NDCG@10 "
+                     f"{metrics['warm']['ndcg@10']:.4f}; {others})")
         lines.append(f"  {name:<10} {status:<10} {metrics.get('ndcg@10', float('nan')):>8.4f} "
                      f"{metrics.get('recall@10', float('nan')):>10.4f} {metrics.get('hr@10', float('nan')):>7.4f} "
                      f"{timings.get('train_seconds', float('nan')):>8.1f}  {note}")

@@ -83,6 +83,7 @@ def test_domain_only_users_are_served_by_the_recorded_choice_in_their_planted_to
     fallbacks = {name: run.files.read_baseline(name)["ndcg@10"] for name in ("domain_ridge", "feature_popularity")}
     best_possible = max([*fallbacks.values(), tower])
     assert all(c["ndcg@10"] == best_possible for c in choices.values())
+    assert all(c["candidates"] == {**fallbacks, "two_tower": tower} for c in choices.values())
     without_views = set(small_world.user_id.tolist()) - set(small_world.view_user.tolist())
     assert rows and {u for u, _ in rows} <= without_views
     topic_of_user = dict(zip(small_world.user_id.tolist(), small_world.user_topic_pref.argmax(1).tolist()))
