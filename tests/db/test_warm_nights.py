@@ -90,3 +90,24 @@ def test_a_partial_day_is_not_trained_on(seeded, tmp_path):
         trained, reason = conn.execute("SELECT trained, reason FROM rec.night_checks").fetchone()
         assert not trained and "partial day" in reason
         assert conn.execute("SELECT count(*) FROM rec.model_runs").fetchone()[0] == 0
+
+
+def test_domain_only_users_are_gated_against_the_figure_the_serving_run_recorded(seeded, tmp_path):
+    """Night 2 compares its domain-only candidates with what night 1's published run recorded: kept
+    within the tolerance; when that figure is out of reach, domain popularity serves them, with why."""
+    pipeline.run_all(_run(seeded, NIGHTS[0], tmp_path), ("mf",))
+    with psycopg.connect(seeded) as conn:
+        first = conn.execute("SELECT model_run_id, metrics->'warm' FROM rec.model_runs").fetchone()
+        # As if the serving run's domain-only users had been served far better than tonight can.
+        conn.execute("UPDATE rec.model_runs SET metrics = jsonb_set(metrics, '{warm,ndcg@10}', '0.99') "
+                     "WHERE model_run_id = %s", (first[0],))
+        conn.commit()
+    pipeline.run_all(_run(seeded, NIGHTS[1], tmp_path), ("mf",))
+    with psycopg.connect(seeded) as conn:
+        second = conn.execute("SELECT metrics->'warm' FROM rec.model_runs WHERE data_interval_end = %s",
+                              (NIGHTS[1],)).fetchone()[0]
+        segments = dict(conn.execute("SELECT segment, count(*) FROM rec.user_recommendations_current "
+                                     "GROUP BY segment").fetchall())
+    assert first[1]["reason"].endswith("none served before")
+    assert second["model"] == "feature_popularity" and "worse than the 0.9900 serving" in second["reason"]
+    assert segments.get("warm", 0) > 0  # they are still served
