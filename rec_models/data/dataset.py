@@ -88,8 +88,7 @@ class Dataset:
                                      shape=(len(user_ids), len(user_feature_names)))
         features.sum_duplicates()
         features.data = np.log1p(features.data)
-        last_day = int(np.ceil(end / DAY)) - 1
-        days = np.full(len(rows), last_day) if user_feature_days is None else user_feature_days
+        days = np.full(len(rows), _last_day(end)) if user_feature_days is None else user_feature_days
         item_features, tokens = content_bags(video_ids, video_text)
         return cls(
             user_ids=user_ids, video_ids=video_ids, video_active=video_active.astype(bool),
@@ -263,8 +262,7 @@ class Dataset:
     def _decayed(self, half_life_days: float) -> sparse.csr_matrix:
         if not half_life_days or not len(self.feature_rows):
             return self.user_features
-        last_day = int(np.ceil(self.end / DAY)) - 1
-        age = np.maximum(last_day - self.feature_days, 0)
+        age = np.maximum(_last_day(self.end) - self.feature_days, 0)
         # Floored above 0 so that no pair drops out of the sparse pattern.
         decay = np.maximum(np.exp2(-age / half_life_days), 2.0 ** -100).astype(np.float32)
         bags = sparse.csr_matrix((self.feature_counts * decay, (self.feature_rows, self.feature_cols)),
@@ -288,6 +286,11 @@ class Dataset:
 _ARRAYS = ("user_ids", "video_ids", "video_active", "view_user", "view_video", "viewed_at", "feature_rows",
            "feature_cols", "feature_days", "feature_counts")
 _MATRICES = ("user_features", "item_features")
+
+
+def _last_day(end: float) -> int:
+    """The epoch day holding the data interval end: a feature of that day has age 0."""
+    return int(np.ceil(end / DAY)) - 1
 
 
 def unit_rows_sparse(matrix: sparse.spmatrix) -> sparse.csr_matrix:

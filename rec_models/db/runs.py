@@ -54,26 +54,27 @@ def latest_published(conn: psycopg.Connection, model_name: str, other_than: int,
     ``interval_end``, other than ``other_than`` (tonight's candidate): the run this night would have
     been compared with on schedule. Ordered by data, not by publish time, so a backfill of an older
     night published meanwhile does not become tonight's baseline."""
-    row = conn.execute(
-        "SELECT model_run_id, (metrics->>'ndcg@10')::float8 FROM rec.model_runs "
-        "WHERE model_name = %s AND published_at IS NOT NULL AND model_run_id <> %s AND data_interval_end <= %s "
-        "ORDER BY data_interval_end DESC, published_at DESC LIMIT 1",
-        (model_name, other_than, interval_end),
-    ).fetchone()
+    row = _gated_against(conn, "(metrics->>'ndcg@10')::float8", model_name, other_than, interval_end)
     return (int(row[0]), float(row[1])) if row else None
 
 
 def serving_warm_ndcg(conn: psycopg.Connection, model_name: str, other_than: int,
                       interval_end: datetime) -> float | None:
-    """The domain-only holdout NDCG@10 recorded by the model's published run that tonight's is gated
-    against (as ``latest_published`` finds it), or None when it recorded none."""
-    row = conn.execute(
-        "SELECT (metrics->'warm'->>'ndcg@10')::float8 FROM rec.model_runs "
+    """The domain-only holdout NDCG@10 recorded by the run ``latest_published`` finds, or None when
+    there is none or it recorded none."""
+    row = _gated_against(conn, "(metrics->'warm'->>'ndcg@10')::float8", model_name, other_than, interval_end)
+    return float(row[1]) if row and row[1] is not None else None
+
+
+def _gated_against(conn: psycopg.Connection, figure: str, model_name: str, other_than: int,
+                   interval_end: datetime) -> tuple | None:
+    """(model run id, ``figure``) of the published run tonight's candidate is gated against."""
+    return conn.execute(
+        f"SELECT model_run_id, {figure} FROM rec.model_runs "
         "WHERE model_name = %s AND published_at IS NOT NULL AND model_run_id <> %s AND data_interval_end <= %s "
         "ORDER BY data_interval_end DESC, published_at DESC LIMIT 1",
         (model_name, other_than, interval_end),
     ).fetchone()
-    return float(row[0]) if row and row[0] is not None else None
 
 
 def record_warm_choice(conn: psycopg.Connection, model_run_id: int, choice: dict) -> None:

@@ -5,8 +5,7 @@ Learned from the users who have both: D = their domain bags (log1p of visits, ea
 0.5 ** (age / ``half_life_days``), plus ``recent_weight`` times the same bag at the short
 ``recent_half_life_days``, so a user whose interest changed last week is heard without drowning the
 month's steady signal; times inverse domain frequency, rows L2-normalised), Y = their
-views (each weighing 0.5 ** (age in days / ``target_half_life_days``), so the mapping learns from what
-people watch now), W = (DᵀD + λI)⁻¹ DᵀY. Rank reduction (Mukherjee & Zhu 2011) keeps W's projection
+binary views, W = (DᵀD + λI)⁻¹ DᵀY. Rank reduction (Mukherjee & Zhu 2011) keeps W's projection
 onto the top ``rank`` right singular vectors V of the fitted DW: W_k = W V Vᵀ. That is a dot product
 of a user vector d_u (W V) and a video vector V, so exact top-N, sharding and the output tables serve
 it as they serve every model. Only a domains x domains matrix is solved; V comes from a randomized
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 from scipy import sparse
 
-from rec_models.data.dataset import DAY, Dataset, unit_rows_sparse
+from rec_models.data.dataset import Dataset, unit_rows_sparse
 from rec_models.models.base import FitReport, Recommender
 from rec_models.names import DOMAIN_RIDGE
 
@@ -36,11 +35,11 @@ class DomainRidge(Recommender):
     finds_similar_videos = False
 
     def __init__(self, rank: int = 128, l2: float = 1.0, half_life_days: float = 7.0,
-                 target_half_life_days: float = 0.0, popularity_damping: float = 0.0,
+                 popularity_damping: float = 0.0,
                  recent_weight: float = 0.0, recent_half_life_days: float = 1.0,
                  max_domains: int = 20_000, seed: int = 42):
         self.rank, self.l2, self.seed = rank, l2, seed
-        self.half_life_days, self.target_half_life_days = half_life_days, target_half_life_days
+        self.half_life_days = half_life_days
         # Scores divided by (views + 1) ** damping: a video everybody watches is no sign of a taste.
         self.popularity_damping = popularity_damping
         self.recent_weight, self.recent_half_life_days = recent_weight, recent_half_life_days
@@ -50,20 +49,8 @@ class DomainRidge(Recommender):
         self.domain_vectors = np.zeros((0, 1), dtype=np.float32)  # (known domains, rank) = W V
         self.video_vectors = np.zeros((0, 1), dtype=np.float32)  # (videos, rank) = V
 
-    def targets(self, data: Dataset, before: float | None) -> sparse.csr_matrix:
-        """Users x videos of the views before ``before``, recency-weighted by days when set."""
-        if not self.target_half_life_days:
-            return data.interactions(before)
-        cutoff = data.end if before is None else before
-        keep = data.viewed_at < cutoff
-        weights = np.exp2(-(cutoff - data.viewed_at[keep]) / DAY / self.target_half_life_days).astype(np.float32)
-        matrix = sparse.csr_matrix((weights, (data.view_user[keep], data.view_video[keep])),
-                                   shape=(data.n_users, data.n_videos))
-        matrix.sum_duplicates()
-        return matrix
-
     def fit(self, data: Dataset, *, before: float | None = None, validation=None, epochs: int | None = None) -> FitReport:
-        targets = self.targets(data, before)
+        targets = data.interactions(before)
         bags = self.visit_bags(data)
         trained = np.flatnonzero((np.diff(targets.indptr) > 0) & (np.diff(bags.indptr) > 0))
         users_per_domain = np.diff(bags[trained].tocsc().indptr)
@@ -74,7 +61,7 @@ class DomainRidge(Recommender):
         self.domain_idf = np.log((1.0 + len(trained)) / (1.0 + users_per_domain[self.domain_rows])).astype(np.float32)
         self.domain_vectors, self.video_vectors = self._solve(self._bags(bags[trained]), targets[trained])
         if self.popularity_damping:
-            views = np.asarray(data.interactions(before).sum(axis=0)).ravel()
+            views = np.asarray(targets.sum(axis=0)).ravel()
             self.video_vectors *= ((views + 1.0) ** -self.popularity_damping).astype(np.float32)[:, None]
         return FitReport(epochs=1, best_epoch=1)
 
@@ -148,7 +135,6 @@ class DomainRidge(Recommender):
 
     def config_dict(self):
         return {"rank": self.rank, "l2": self.l2, "half_life_days": self.half_life_days,
-                "target_half_life_days": self.target_half_life_days,
                 "popularity_damping": self.popularity_damping, "recent_weight": self.recent_weight,
                 "recent_half_life_days": self.recent_half_life_days, "max_domains": self.max_domains,
                 "seed": self.seed}

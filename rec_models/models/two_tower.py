@@ -1,7 +1,8 @@
 """Content-boosted two-tower model.
 
 User tower: the weighted bag of the user's features (for the video service: the domains they visit,
-the month's visits and, weighted in beside them, the last days', so a changed interest is heard) plus the bag of videos they watched (YouTube-DNN style, in place of a per-user id embedding: it needs
+the month's visits and, weighted in beside them, the last days', so a changed interest is heard)
+plus the bag of videos they watched (YouTube-DNN style, in place of a per-user id embedding: it needs
 no table of users and knows a user by what they did). Item tower: a video id embedding plus the bag
 of its content tokens (title, description, tags). Score = dot product (+ a video bias).
 
