@@ -52,8 +52,8 @@ from rec_models.db.outputs import run_digest
 from rec_models.faults import PauseControl
 from rec_models.names import PAUSE_DIR_ENV, RUN_STORE_CONN_ID
 from rec_models.run import leftover_files
-from rec_models.scheduler import NIGHTLY_DAG, QUICK_RECOVERY, LocalScheduler
-from rec_models.seaweedfs import SeaweedS3
+from rec_models.stack.scheduler import NIGHTLY_DAG, QUICK_RECOVERY, LocalScheduler
+from rec_models.stack.seaweedfs import SeaweedS3
 from rec_models.storage import open_store
 
 OUT = PROJECT_ROOT / "var" / "bench-chaos"

@@ -29,7 +29,7 @@ from rec_models.db.connect import scratch_database
 from rec_models.db.migrate import apply_migrations
 from rec_models.db.outputs import USER_RECOMMENDATIONS
 from rec_models.db.publish import point_serving, stage_output, swap_in
-from rec_models.seaweedfs import SeaweedS3
+from rec_models.stack.seaweedfs import SeaweedS3
 from rec_models.storage import LocalStore, ObjectStore, open_store
 
 QUERY = "SELECT user_id, video_id, extract(epoch FROM viewed_at)::int8 AS ts, watch_seconds FROM video_views"

@@ -41,7 +41,7 @@ from rec_models.db.connect import ensure_database, resolve_database_url, with_da
 from rec_models.db.migrate import apply_migrations
 from rec_models.db.outputs import night_digests
 from rec_models.names import MODEL_NAMES
-from rec_models.scheduler import LocalScheduler
+from rec_models.stack.scheduler import LocalScheduler
 
 OUT = PROJECT_ROOT / "var" / "bench-nights"
 # L: a few nights (a full night there takes most of an hour on 2 cores), e.g. --modes warm for the

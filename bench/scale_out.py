@@ -30,8 +30,8 @@ from rec_models.db.connect import scratch_database
 from rec_models.db.migrate import apply_migrations
 from rec_models.db.outputs import OUTPUT_TABLES
 from rec_models.names import RUN_STORE_CONN_ID
-from rec_models.scheduler import LocalScheduler
-from rec_models.seaweedfs import SeaweedS3
+from rec_models.stack.scheduler import LocalScheduler
+from rec_models.stack.seaweedfs import SeaweedS3
 
 OUT = PROJECT_ROOT / "var" / "bench-scale-out"
 

@@ -38,7 +38,7 @@ from rec_models.data.seed import seed_world
 from rec_models.data.synthetic import default_end, generate_world
 from rec_models.db.connect import resolve_database_url
 from rec_models.db.migrate import apply_migrations
-from rec_models.devstack import airflow_uri, free_port, login_token, start_api_server, ui_login_url
+from rec_models.stack.devstack import airflow_uri, free_port, login_token, start_api_server, ui_login_url
 from rec_models.names import MF
 from rec_models.run import Run
 

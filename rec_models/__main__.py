@@ -8,7 +8,7 @@ import os
 import sys
 from datetime import datetime, timedelta, timezone
 
-from rec_models.celery_workers import EXECUTORS
+from rec_models.stack.celery_workers import EXECUTORS
 from rec_models.config import PipelineConfig, param_specs
 from rec_models.names import FALLBACKS, MODEL_NAMES, TWO_TOWER
 
@@ -168,7 +168,7 @@ def cmd_report(args) -> None:
 
 def cmd_demo(args) -> None:
     """migrate, seed, run the DAG once with `airflow dags test`, print the report."""
-    from rec_models import devstack
+    from rec_models.stack import devstack
 
     cmd_seed_demo(args)
     end = _parse_end(args.end)
@@ -190,13 +190,13 @@ def cmd_demo(args) -> None:
 
 
 def cmd_airflow(args) -> None:
-    from rec_models import devstack
+    from rec_models.stack import devstack
 
     devstack.start_airflow(args.executor, args.workers)
 
 
 def cmd_stop(args) -> None:
-    from rec_models import devstack
+    from rec_models.stack import devstack
     from rec_models.db.embedded import stop_embedded_server
 
     devstack.stop_airflow()

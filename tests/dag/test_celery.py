@@ -24,7 +24,7 @@ from rec_models.db.outputs import OUTPUT_TABLES
 from rec_models.names import PAUSE_DIR_ENV, RUN_STORE_CONN_ID
 from rec_models.faults import PauseControl
 from rec_models.run import leftover_files, run_folder
-from rec_models.scheduler import QUICK_RECOVERY, LocalScheduler
+from rec_models.stack.scheduler import QUICK_RECOVERY, LocalScheduler
 from rec_models.storage import open_store
 from tests.conftest import END
 

@@ -10,7 +10,7 @@ import pytest
 
 from rec_models.data.seed import seed_world
 from rec_models.db.migrate import apply_migrations
-from rec_models.devstack import airflow_uri
+from rec_models.stack.devstack import airflow_uri
 from tests.conftest import END, ROOT
 
 

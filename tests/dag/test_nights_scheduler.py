@@ -13,7 +13,7 @@ from rec_models.data.seed import seed_days
 from rec_models.data.synthetic import WorldSpec
 from rec_models.db.migrate import apply_migrations
 from rec_models.db.outputs import night_digests
-from rec_models.scheduler import LocalScheduler
+from rec_models.stack.scheduler import LocalScheduler
 from tests.conftest import END
 
 # Small and quick; a tolerance of 1 lets every candidate publish, so lineage is what is tested here.

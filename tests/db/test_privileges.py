@@ -123,7 +123,7 @@ def test_the_view_role_reads_what_the_view_shows_and_nothing_it_must_not(publish
 
 
 def test_the_local_stack_creates_the_view_login(published, tmp_path):
-    from rec_models.devstack import ui_login_url
+    from rec_models.stack.devstack import ui_login_url
 
     url, _ = published
     login = ui_login_url(url, home=tmp_path)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from websockets.sync.client import connect
 
-from rec_models.devstack import free_port
+from rec_models.stack.devstack import free_port
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--disable-quic"]

@@ -18,7 +18,7 @@ from rec_models import pipeline
 from rec_models.config import PipelineConfig
 from rec_models.data.seed import seed_world
 from rec_models.db.migrate import apply_migrations
-from rec_models.devstack import airflow_uri, free_port, login_token, start_api_server, ui_login_url
+from rec_models.stack.devstack import airflow_uri, free_port, login_token, start_api_server, ui_login_url
 from rec_models.run import Run
 from tests.conftest import END, ROOT
 from tests.ui.browser import Browser, chromium_path

@@ -78,7 +78,7 @@ def test_celery_profile_adds_redis_and_workers(compose):
 def test_celery_profile_uses_the_settings_of_the_local_celery_stack(compose):
     import json
 
-    from rec_models.celery_workers import celery_settings
+    from rec_models.stack.celery_workers import celery_settings
 
     result = _config(compose, "--profile", "celery", "config", "--format", "json", check=True)
     worker_env = json.loads(result.stdout)["services"]["airflow-worker"]["environment"]

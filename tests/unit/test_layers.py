@@ -11,15 +11,15 @@ from tests.conftest import ROOT
 PACKAGE = ROOT / "rec_models"
 # Lowest first. A module may import modules of lower layers, and modules of its own subpackage.
 LAYERS = [
-    {"rec_models.names", "rec_models.processes"},
-    {"rec_models.config", "rec_models.faults", "rec_models.celery_workers"},
-    {"rec_models.db", "rec_models.threads", "rec_models.storage", "rec_models.seaweedfs"},
+    {"rec_models.names"},
+    {"rec_models.config", "rec_models.faults"},
+    {"rec_models.db", "rec_models.threads", "rec_models.storage"},
     {"rec_models.data", "rec_models.topn"},
     {"rec_models.evaluation", "rec_models.training"},
     {"rec_models.models"},
     {"rec_models.scoring", "rec_models.run", "rec_models.report"},
-    {"rec_models.pipeline", "rec_models.ui", "rec_models.devstack"},
-    {"rec_models.scheduler"},
+    {"rec_models.pipeline", "rec_models.ui"},
+    {"rec_models.stack"},
     {"rec_models.__main__"},
 ]
 
@@ -109,6 +109,13 @@ def test_the_checker_sees_imports_inside_functions_and_type_checking(tmp_path):
     source.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from rec_models.pipeline import Run\n"
                       "def f():\n    import rec_models.scoring\n")
     assert _imports(source) == {"rec_models.pipeline", "rec_models.pipeline.Run", "rec_models.scoring"}
+
+
+def test_only_the_cli_starts_a_local_stack():
+    """The pipeline runs under any Airflow: nothing but the CLI reaches the local stack's room."""
+    wrong = [f"{module} imports {target}" for module, imported in _graph().items() for target in imported
+             if _unit(target) == "rec_models.stack" and _unit(module) not in ("rec_models.stack", "rec_models.__main__")]
+    assert not wrong, "\n".join(sorted(wrong))
 
 
 def test_production_code_does_not_load_the_generator_or_the_development_server():

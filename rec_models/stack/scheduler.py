@@ -20,10 +20,10 @@ from pathlib import Path
 import psutil
 import psycopg
 
-from rec_models.celery_workers import EXECUTORS, celery_settings, start_redis, start_worker
+from rec_models.stack.celery_workers import EXECUTORS, celery_settings, start_redis, start_worker
 from rec_models.config import PROJECT_ROOT
-from rec_models.processes import airflow_binary, start_airflow_process
-from rec_models.devstack import airflow_uri, free_port, login_token, sqlalchemy_url, start_api_server
+from rec_models.stack.processes import airflow_binary, start_airflow_process
+from rec_models.stack.devstack import airflow_uri, free_port, login_token, sqlalchemy_url, start_api_server
 from rec_models.names import RECS_CONN_ID
 
 NIGHTLY_DAG = "nightly_recommendations"

@@ -20,9 +20,9 @@ import psycopg
 
 from psycopg import sql
 
-from rec_models.celery_workers import celery_settings, redis_answers, redis_binary, start_redis, start_worker
+from rec_models.stack.celery_workers import celery_settings, redis_answers, redis_binary, start_redis, start_worker
 from rec_models.config import PROJECT_ROOT
-from rec_models.processes import airflow_binary, start_airflow_process
+from rec_models.stack.processes import airflow_binary, start_airflow_process
 
 from rec_models.db.connect import ensure_database, resolve_database_url, with_database
 from rec_models.db.migrate import apply_migrations

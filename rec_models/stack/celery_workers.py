@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 from rec_models.names import WORKER_NAME_ENV
-from rec_models.processes import start_airflow_process
+from rec_models.stack.processes import start_airflow_process
 
-HOSTNAME_CALLABLE = "rec_models.celery_workers.task_hostname"
+HOSTNAME_CALLABLE = "rec_models.stack.celery_workers.task_hostname"
 EXECUTORS = ("local", "celery")
 
 
