@@ -37,15 +37,23 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pendulum
-from airflow.sdk import Asset, BaseHook, CronDataIntervalTimetable, Param, dag, get_current_context, task
+from airflow.sdk import (Asset, AsyncCallback, BaseHook, CronDataIntervalTimetable, DeadlineAlert, DeadlineReference,
+                         Param, dag, get_current_context, task)
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
 # Standard library only: cheap to import at parse time.
-from rec_models.config import DAG_RUN_TIMEOUT_HOURS, param_specs
-from rec_models.names import (FALLBACKS, MODEL_NAMES, OUTPUT_TABLE_NAMES, RECS_CONN_ID, RUN_STORE_CONN_ID, TWO_TOWER,
-                              asset_name, asset_uri)
+from rec_models.config import DAG_RUN_TIMEOUT_MINUTES, PUBLISH_DEADLINE_MINUTES, RETRY_DELAY_MINUTES, param_specs
+from rec_models.names import (FALLBACKS, MODEL_NAMES, MODEL_RUNS, NEXT_DAY_METRICS, NIGHT_CHECKS, OUTPUT_TABLE_NAMES,
+                              POPULAR_VIDEOS, RECS_CONN_ID, REJECTED_ROWS, RUN_STORE_CONN_ID, SOURCE_TABLE_NAMES,
+                              TWO_TOWER, USER_RECOMMENDATIONS, VIDEO_VIEWS, asset_name, asset_uri)
 
 OUTPUT_ASSETS = [Asset(name=asset_name(table), uri=asset_uri(table)) for table in OUTPUT_TABLE_NAMES]
+# Lineage (OpenLineage's provider reads each task's inlets and outlets): upstream's tables in, ours out.
+def _table(table: str, schema: str = "rec") -> Asset:
+    return Asset(name=f"{schema}.{table}", uri=asset_uri(table, schema))
+
+
+SOURCES = [_table(table, "public") for table in SOURCE_TABLE_NAMES]
 # Every operator setting of rec_models.config, with its default, bounds and description.
 PARAMS = {key: Param(spec.default, description=spec.description, **spec.schema()) for key, spec in param_specs().items()}
 
@@ -79,6 +87,20 @@ def _run():
     )
 
 
+def _on_task_failure(context):
+    """After its retries: recorded in rec.alerts, delivered by the alert_* params' Connections."""
+    from rec_models.alerts.delivery import on_task_failure
+
+    on_task_failure(context)
+
+
+def _on_run_failure(context):
+    """The night failed or timed out (run by the dag-processor)."""
+    from rec_models.alerts.delivery import on_run_failure
+
+    on_run_failure(context)
+
+
 @dag(
     dag_id="nightly_recommendations",
     schedule=CronDataIntervalTimetable("0 2 * * *", timezone="UTC"),
@@ -88,11 +110,18 @@ def _run():
     default_args={
         "owner": "recommendations",
         "retries": 2,
-        "retry_delay": timedelta(minutes=1),
+        "retry_delay": timedelta(minutes=RETRY_DELAY_MINUTES),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=20),
+        "on_failure_callback": _on_task_failure,
     },
-    dagrun_timeout=timedelta(hours=DAG_RUN_TIMEOUT_HOURS),
+    dagrun_timeout=timedelta(minutes=DAG_RUN_TIMEOUT_MINUTES),
+    on_failure_callback=_on_run_failure,
+    # Not published this long after the run was queued (the nightly run: at its interval end): an alert,
+    # from the triggerer, while the run goes on.
+    deadline=DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT,
+                           interval=timedelta(minutes=PUBLISH_DEADLINE_MINUTES),
+                           callback=AsyncCallback("rec_models.alerts.delivery.on_deadline_missed")),
     tags=["recommendations", "pytorch", "postgres"],
     doc_md=__doc__,
     params=PARAMS,
@@ -104,33 +133,34 @@ def nightly_recommendations():
 
         return pipeline.migrate(_run())
 
-    @task
+    @task(inlets=SOURCES, outlets=[_table(REJECTED_ROWS)])
     def validate_sources() -> dict:
         from rec_models import pipeline
 
         return pipeline.validate(_run())
 
-    @task
+    @task(inlets=SOURCES)
     def extract_snapshot() -> str:
         from rec_models import pipeline
 
         return pipeline.extract(_run())
 
-    @task
+    @task(inlets=[_table(VIDEO_VIEWS, "public"), _table(USER_RECOMMENDATIONS), _table(POPULAR_VIDEOS)],
+          outlets=[_table(NEXT_DAY_METRICS)])
     def next_day_metrics() -> dict:
         from rec_models import pipeline
 
         return pipeline.next_day_metrics(_run())
 
-    @task
+    @task(outlets=[_table(NIGHT_CHECKS)])
     def check_interval() -> dict:
         from rec_models import pipeline
 
         try:
             return pipeline.check_interval(_run())
-        except pipeline.NightSkipped as skipped:
-            # Red, not a silent green: retrying cannot bring the views; the published runs keep serving.
-            raise AirflowFailException(f"training skipped: {skipped}") from skipped
+        except (pipeline.NightSkipped, pipeline.DiskShort) as stopped:
+            # Red, not a silent green: retrying cannot bring the views or the disk; the published runs keep serving.
+            raise AirflowFailException(f"stopped before training: {stopped}") from stopped
 
     @task
     def train_fallbacks() -> dict:
@@ -144,7 +174,7 @@ def nightly_recommendations():
 
         return pipeline.train(_run(), model_name)
 
-    @task
+    @task(outlets=[_table(MODEL_RUNS)])
     def evaluate(model_name: str) -> dict:
         from rec_models import pipeline
 
@@ -179,8 +209,14 @@ def nightly_recommendations():
     @task(trigger_rule="none_failed")
     def summary() -> dict:
         from rec_models import pipeline
+        from rec_models.alerts.delivery import Channels, deliver, run_link
 
-        return pipeline.summarize(_run())
+        run = _run()
+        summarized = pipeline.summarize(run)
+        # The night's alerts that failed nothing (a model the gate rejected), one message per event.
+        context = get_current_context()
+        deliver(run.database_url, Channels.of(run.config), run.run_key, run_link(context["dag"].dag_id, run.dag_run_id))
+        return summarized
 
     snapshot = extract_snapshot()
     validated = validate_sources()

@@ -18,9 +18,29 @@ from typing import Any, ClassVar, Literal
 from rec_models.names import MODEL_NAMES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _minutes_from_env(name: str, default: float) -> float:
+    """A deployment setting read where the DAG is parsed (the scheduler's and workers' environment)."""
+    text = os.environ.get(name, "")
+    try:
+        value = float(text) if text else default
+    except ValueError:
+        raise ValueError(f"{name} must be a number of minutes, got {text!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0 minutes, got {text!r}")
+    return value
+
+
+# Deployment settings of the DAG itself (not per run: Airflow reads them when it parses the DAG).
 # The longest a nightly DAG run may take (its dagrun_timeout); a run folder marked in use for longer
 # belongs to a run that died.
-DAG_RUN_TIMEOUT_HOURS = 6
+DAG_RUN_TIMEOUT_MINUTES = _minutes_from_env("RECS_DAG_RUN_TIMEOUT_MINUTES", 360)
+# The night has published by this long after its run was queued (at its interval end, for the nightly
+# run), or a deadline alert goes out; earlier than the timeout, so people hear before it fails.
+PUBLISH_DEADLINE_MINUTES = _minutes_from_env("RECS_PUBLISH_DEADLINE_MINUTES", 300)
+# A failed task's first retry waits this long (doubling, up to 20 minutes).
+RETRY_DELAY_MINUTES = _minutes_from_env("RECS_RETRY_DELAY_MINUTES", 1)
 
 _MISSING = dataclasses.MISSING
 
@@ -222,6 +242,17 @@ class PipelineConfig:
                                                   exclusive_minimum=0)
     domain_max_domains: int = setting(20_000, "Domain model: the most visited domains it learns (a domains x "
                                               "domains matrix is solved: 20k take 3.2 GB).", minimum=1)
+    # Alerts (rec.alerts, delivered by Airflow's notifiers): who is told, through which Connections.
+    alert_emails: str = setting("", "Comma-separated addresses told when a night fails, times out, misses its "
+                                    "deadline, skips training, finds the disk short or a model fails its gate; "
+                                    "empty: no e-mail (the alerts are still recorded in rec.alerts).")
+    alert_smtp_conn_id: str = setting("smtp_default", "Airflow Connection of the SMTP server alert e-mails go "
+                                                      "through (host, port, login, from_email in its extra).")
+    alert_apprise_conn_id: str = setting("", "Airflow Connection of Apprise targets (chat, webhooks) alerts also "
+                                             "go to; empty: none.")
+    disk_free_margin: float = setting(
+        1.5, "Before training: fail the night early (the published runs keep serving) unless the run root has this "
+             "many times the bytes of the newest earlier run folder free.", minimum=1)
     run_root: str = setting(description="Folder or object-store URL (s3://bucket/prefix) for run files "
                                         "(RECS_RUN_ROOT).", operator=False,
                             default_factory=lambda: os.environ.get("RECS_RUN_ROOT",

@@ -38,6 +38,8 @@ def checkpoint(name: str) -> None:
         raise InjectedFault(f"fault injected at {name}")
     folder = os.environ.get(PAUSE_DIR_ENV)
     if folder:
+        if (Path(folder) / _file_name(name, "fail")).exists():
+            raise InjectedFault(f"fault injected at {name}")
         _pause_if_armed(Path(folder), name)
 
 
@@ -85,6 +87,13 @@ class PauseControl:
                 break
             time.sleep(0.2)
         raise TimeoutError(f"no task reached {point} within {timeout:.0f} s")
+
+    def fail(self, point: str, failing: bool = True) -> None:
+        """Every task reaching ``point`` fails there while ``failing``."""
+        if point not in POINTS:
+            raise ValueError(f"unknown fault point {point!r}")
+        marker = self.folder / _file_name(point, "fail")
+        marker.touch() if failing else marker.unlink(missing_ok=True)
 
     def release(self, point: str) -> None:
         (self.folder / _file_name(point, "armed")).unlink(missing_ok=True)

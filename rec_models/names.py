@@ -39,8 +39,19 @@ def asset_name(table: str) -> str:
     return f"rec.{table}"
 
 
-def asset_uri(table: str) -> str:
-    return f"postgres://{RECS_CONN_ID}:5432/recs/rec/{table}"
+def asset_uri(table: str, schema: str = "rec") -> str:
+    """A table of the recommendations database as an Asset URI (host: the Connection that reaches it);
+    OpenLineage names it ``recs.<schema>.<table>`` in namespace ``postgres://recs_db:5432``."""
+    return f"postgres://{RECS_CONN_ID}:5432/recs/{schema}/{table}"
+
+
+# Lineage: what the nightly tasks read and write besides the output tables (OpenLineage datasets).
+VIDEO_VIEWS = "video_views"
+SOURCE_TABLE_NAMES = ("videos", VIDEO_VIEWS, "user_domain_visits")  # upstream's, schema public
+REJECTED_ROWS = "rejected_rows"
+MODEL_RUNS = "model_runs"
+NEXT_DAY_METRICS = "next_day_metrics"
+NIGHT_CHECKS = "night_checks"
 
 # Environment variables read across processes: a Celery worker's own name (several workers on one
 # machine share its hostname), and the folder through which a bench pauses a task at a fault point.

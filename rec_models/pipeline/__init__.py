@@ -1,0 +1,45 @@
+"""One function per DAG task, callable without Airflow: the DAG and the CLI both call these. By stage:
+``sources`` (before training), ``training``, ``evaluation``, ``scoring``, ``publishing``.
+
+Tasks hand each other a run folder (files) and model run ids, never data. Every task is idempotent
+for its run key (the data interval end): a retry or a rerun replaces what an earlier attempt wrote.
+"""
+
+from __future__ import annotations
+
+from rec_models.names import FALLBACKS, MODEL_NAMES, TWO_TOWER
+from rec_models.pipeline.evaluation import choose_warm, evaluate
+from rec_models.pipeline.publishing import choose_serving, publish, summarize
+from rec_models.pipeline.scoring import score, score_users, score_videos
+from rec_models.pipeline.sources import DiskShort, NightSkipped, check_interval, extract, migrate, next_day_metrics, validate
+from rec_models.pipeline.training import TrainPlan, plan_training, train
+from rec_models.run import Run
+
+__all__ = ["DiskShort", "NightSkipped", "TrainPlan", "check_interval", "choose_serving", "choose_warm", "evaluate", "extract",
+           "migrate", "next_day_metrics", "plan_training", "publish", "run_all", "score", "score_users",
+           "score_videos", "summarize", "train", "validate"]
+
+
+def run_all(run: Run, models: tuple[str, ...] = MODEL_NAMES) -> dict:
+    """The whole nightly run in this process, in DAG order (the CLI and tests use it)."""
+    migrate(run)
+    validate(run)
+    next_day_metrics(run)
+    extract(run)
+    try:
+        check_interval(run)
+    except NightSkipped as skipped:
+        return {"published": {}, "serving": None, "skipped": str(skipped)}
+    train(run, FALLBACKS)
+    evaluations = {}
+    for name in models:
+        train(run, name)
+        evaluations[name] = evaluate(run, name)
+    two_tower = evaluations.get(TWO_TOWER)
+    published = {}
+    for name, evaluation in evaluations.items():
+        score(run, name, evaluation, two_tower)
+        published[name] = publish(run, name, evaluation)
+    serving = choose_serving(run, list(evaluations.values()))
+    summarize(run)
+    return {"published": published, **serving}

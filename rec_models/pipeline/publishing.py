@@ -1,0 +1,104 @@
+"""Publishing tasks: write-audit-publish of each model's run, the serving switch, the night's summary
+and the pruning of older run folders."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from rec_models.alerts.events import Alert, AlertedError, raise_alert
+from rec_models.db.connect import connect
+from rec_models.db.health import record_run_health
+from rec_models.db.outputs import OUTPUT_TABLES
+from rec_models.db.publish import audit_output, drop_staging, point_serving, prune_published, stage_output, swap_in
+from rec_models.db.runs import kept_published
+from rec_models.faults import checkpoint
+from rec_models.report import run_summary
+from rec_models.run import Run, prune_run_folders
+from rec_models.scoring import catalogue_counts, read_output_chunks, scored_groups
+
+log = logging.getLogger(__name__)
+
+
+def publish(run: Run, model_name: str, evaluation: dict) -> dict:
+    """Stage with binary COPY, audit, then attach as this run's partitions in one transaction.
+    Which run the _current views show is decided afterwards, for all models at once (choose_serving)."""
+    model_run_id = int(evaluation["model_run_id"])
+    if not evaluation["publish"]:
+        return {"published": False, "model_run_id": model_run_id, "reason": evaluation["reason"]}
+    out_dir = run.files.scores_dir(model_name)
+    expected_groups = scored_groups(out_dir)
+    timings = {}
+    with connect(run.database_url) as conn:
+        try:
+            for output in OUTPUT_TABLES:
+                started = time.perf_counter()
+                stage_output(conn, output, model_run_id, read_output_chunks(out_dir, output, model_run_id))
+                timings[f"stage_{output.name}_s"] = round(time.perf_counter() - started, 3)
+            checkpoint("publish:after_stage")
+            for output in OUTPUT_TABLES:
+                audit_output(conn, output, model_run_id, expected_groups=expected_groups.get(output.name))
+            checkpoint("publish:before_swap")
+            timings["swap_s"] = round(swap_in(conn, model_run_id, OUTPUT_TABLES,
+                                              lock_timeout_ms=run.config.swap_lock_timeout_ms), 3)
+            checkpoint("publish:after_swap")
+        except Exception:
+            conn.rollback()
+            drop_staging(conn, OUTPUT_TABLES, model_run_id)
+            raise
+        started = time.perf_counter()
+        record_run_health(conn, model_run_id, **catalogue_counts(out_dir))  # before pruning: churn reads the previous run
+        timings["health_s"] = round(time.perf_counter() - started, 3)
+        pruned = prune_published(conn, OUTPUT_TABLES, model_name, run.config.keep_published_runs,
+                                 lock_timeout_ms=run.config.swap_lock_timeout_ms)
+        conn.execute("UPDATE rec.model_runs SET timings = timings || %s::jsonb WHERE model_run_id = %s",
+                     (json.dumps(timings), model_run_id))
+        conn.commit()
+    return {"published": True, "model_run_id": model_run_id, "timings": timings, "pruned": pruned}
+
+
+def choose_serving(run: Run, evaluations: list[dict]) -> dict:
+    """Point the _current views at one of tonight's published runs, all outputs in one transaction.
+
+    ``serving_model`` "auto" takes the best holdout NDCG@10 among dot-product models; a named model
+    that did not publish tonight falls back to auto. With nothing published, serving stays as it was.
+    """
+    published = [e for e in evaluations if e and e["publish"]]
+    wanted = run.config.serving_model
+    chosen = next((e for e in published if e["model"] == wanted), None)
+    if chosen is None:
+        if wanted != "auto":
+            log.warning("serving_model %s did not publish tonight: choosing automatically", wanted)
+        candidates = [e for e in published if e["dot_product"]] or published
+        chosen = max(candidates, key=lambda e: e["ndcg@10"], default=None)
+    if chosen is None:
+        log.warning("no model passed the quality gate tonight: the published output stays as it was")
+        return {"serving": None}
+    checkpoint("serving:before_switch")
+    with connect(run.database_url) as conn:
+        moved = point_serving(conn, int(chosen["model_run_id"]), OUTPUT_TABLES,
+                              lock_timeout_ms=run.config.swap_lock_timeout_ms)
+    if not moved:
+        log.info("a run for a later data interval serves already: this backfill does not take over")
+    return {"serving": chosen["model"], "model_run_id": chosen["model_run_id"], "moved": moved}
+
+
+def summarize(run: Run) -> dict:
+    """A compact report of the run, logged and saved next to its files; then older run folders are
+    pruned to the checkpoints of runs still published."""
+    with connect(run.database_url) as conn:
+        summary = run_summary(conn, run.run_key)
+        keep = set(kept_published(conn))
+    run.files.write_summary(summary)
+    run.files.unmark_in_use()
+    try:
+        removed = prune_run_folders(run.store, run.config.keep_run_folders, keep, run.interval_end)
+    except Exception as exc:
+        raise_alert(run.database_url, Alert(run.run_key, "retention_failed",
+                                            f"pruning older run folders: {type(exc).__name__}: {exc}"))
+        raise AlertedError(f"retention failed: {exc}") from exc
+    if removed:
+        log.info("pruned %d paths of older run folders", len(removed))
+    log.info("run %s summary: %s", run.run_key, json.dumps(summary, default=str))
+    return summary

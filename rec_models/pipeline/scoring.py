@@ -1,0 +1,59 @@
+"""Scoring tasks: similar videos and every user's top-N to the run folder, by shard."""
+
+from __future__ import annotations
+
+import logging
+
+from rec_models.faults import checkpoint
+from rec_models.names import POPULARITY, TWO_TOWER, USER_RECOMMENDATIONS
+from rec_models.pipeline.evaluation import choose_warm
+from rec_models.run import Run
+from rec_models.scoring import ITEMS_PART, ServingModels, user_part_name, write_item_outputs, write_user_outputs
+from rec_models.threads import set_torch_threads
+
+log = logging.getLogger(__name__)
+
+
+def _serving_models(run: Run, model_name: str, two_tower: dict | None) -> ServingModels:
+    """Hot users by this model; warm (domains only) by the model ``choose_warm`` chose; cold by
+    popularity; new videos placed by the two-tower's content tower when it passed its gate."""
+    content = run.files.load_model(TWO_TOWER, "serve") if two_tower and two_tower["publish"] else None
+    warm = run.files.load_model(run.files.read_warm_choice(model_name)["model"], "serve")
+    return ServingModels(hot=run.files.load_model(model_name, "serve"), warm=warm,
+                         cold=run.files.load_model(POPULARITY, "serve"), content=content)
+
+
+def score_videos(run: Run, model_name: str, evaluation: dict, two_tower: dict | None = None) -> list[int]:
+    """Similar videos and the popular list to files; returns the user shards to score (none if the
+    model did not pass its gate). Clears earlier attempts' files of this model."""
+    run.files.clear_scores(model_name)
+    if not evaluation["publish"]:
+        log.info("model run %s did not pass the quality gate: nothing to score", evaluation["model_run_id"])
+        return []
+    choose_warm(run, model_name, evaluation, two_tower)
+    data = run.files.load_dataset()
+    set_torch_threads(run.config.torch_threads, data.n_views, run.config.tasks_per_machine)
+    with run.files.staged_scores(model_name, ITEMS_PART) as folder:
+        write_item_outputs(data, _serving_models(run, model_name, two_tower), run.config, folder)
+    return list(range(run.config.user_shards))
+
+
+def score_users(run: Run, model_name: str, evaluation: dict, two_tower: dict | None, shard: int) -> dict:
+    """Top-N for one shard of the users (idempotent: a retry rewrites exactly this shard's files)."""
+    data = run.files.load_dataset()
+    set_torch_threads(run.config.torch_threads, data.n_views, run.config.tasks_per_machine)
+    shards = run.config.user_shards
+    with run.files.staged_scores(model_name, user_part_name(shard)) as folder:
+        rows = write_user_outputs(data, _serving_models(run, model_name, two_tower), run.config, folder, shard,
+                                  shards)
+    checkpoint("score:done")
+    return {"shard": shard, "shards": shards, "rows": rows}
+
+
+def score(run: Run, model_name: str, evaluation: dict, two_tower: dict | None = None) -> dict:
+    """Videos and every user shard in this process (the CLI and run_all; the DAG maps the shards)."""
+    shards = score_videos(run, model_name, evaluation, two_tower)
+    if not shards:
+        return {"scored": False}
+    results = [score_users(run, model_name, evaluation, two_tower, shard) for shard in shards]
+    return {"scored": True, "shards": len(results), "rows": sum(r["rows"][USER_RECOMMENDATIONS] for r in results)}

@@ -1,0 +1,116 @@
+"""Before training: the schema, the window's validation and quarantine, the one extract, the night's
+check, and the next-day metrics of the runs that served."""
+
+from __future__ import annotations
+
+import logging
+
+from rec_models.alerts.events import Alert, AlertedError, raise_alert
+from rec_models.data.checks import check_interval as check_interval_views
+from rec_models.data.dataset import Dataset
+from rec_models.data.rules import SERVICE_START
+from rec_models.data.snapshot import extract_snapshot
+from rec_models.data.validate import drop_checked, validate_sources
+from rec_models.db.connect import connect
+from rec_models.db.migrate import apply_migrations
+from rec_models.db.next_day import measure, record_next_day, served_runs
+from rec_models.db.runs import record_night_check
+from rec_models.faults import checkpoint
+from rec_models.run import Run, disk_needed
+
+log = logging.getLogger(__name__)
+
+
+def migrate(run: Run) -> list[str]:
+    """Bring the rec schema up to date (idempotent, serialised by an advisory lock)."""
+    return apply_migrations(run.database_url)
+
+
+def validate(run: Run) -> dict:
+    """Quarantine bad rows of the window; fail before training if the sources cannot be trusted."""
+    run.files.mark_in_use()  # the run's first task that writes into its folder
+    with connect(run.database_url) as conn:
+        reports = validate_sources(conn, run.run_key, run.interval_end, run.window_start, SERVICE_START,
+                                   run.config.max_rejected_share)
+    summary = {t: {"rows": r.rows, "rejected": r.rejected, "by_reason": r.by_reason} for t, r in reports.items()}
+    run.files.write_validation(summary)
+    checkpoint("validate:done")
+    return summary
+
+
+def extract(run: Run) -> str:
+    with connect(run.database_url) as conn:
+        snapshot = extract_snapshot(conn, run.interval_end, run.window_start, SERVICE_START, run.run_key)
+        run.files.save_snapshot(snapshot)
+        drop_checked(conn, run.run_key)  # the judged rows are in the snapshot now
+    # The one data object of the run (id maps, views, domain and content bags), built once here.
+    run.files.save_dataset(Dataset.from_snapshot(snapshot))
+    checkpoint("extract:done")
+    return run.files.snapshot_location
+
+
+class NightSkipped(AlertedError):
+    """The night's data cannot be trained on (no views, a partial day): the previous run keeps serving."""
+
+
+class DiskShort(AlertedError):
+    """The run root has less free space than the night is expected to write: the previous run keeps serving."""
+
+
+def check_interval(run: Run) -> dict:
+    """Before training: does the interval hold the views a night should? Records the answer in
+    rec.night_checks; raises :class:`NightSkipped` with the reason when it does not."""
+    data = run.files.load_dataset()
+    start = run.interval_start_or_default
+    night = check_interval_views(data, start.timestamp(), run.interval_end.timestamp(), run.config.partial_day_share)
+    with connect(run.database_url) as conn:
+        record_night_check(conn, run_key=run.run_key, dag_run_id=run.dag_run_id, interval_start=start,
+                           interval_end=run.interval_end, views_in_interval=night.views_in_interval,
+                           median_daily_views=night.median_daily_views, reason=night.reason)
+    result = {"views_in_interval": night.views_in_interval, "median_daily_views": night.median_daily_views,
+              "train": night.train, "reason": night.reason}
+    if not night.train:
+        log.error("night %s skips training, the published runs keep serving: %s", run.run_key, night.reason)
+        raise_alert(run.database_url, Alert(run.run_key, "night_skipped", night.reason, figures={
+            "views in the interval": night.views_in_interval, "median daily views": night.median_daily_views}))
+        raise NightSkipped(night.reason)
+    check_disk(run)
+    return result
+
+
+def check_disk(run: Run) -> None:
+    """Before training: the run root must have ``disk_free_margin`` times what the newest earlier night's
+    run folder took free, or the night fails here, early, with the reason."""
+    sizes = disk_needed(run.store, run.interval_end)
+    if sizes is None:
+        return
+    used, free = sizes
+    needed = int(used * run.config.disk_free_margin)
+    if free < needed:
+        reason = (f"the run root {run.store.location('')} has {free / 1e9:.2f} GB free; the night needs "
+                  f"{needed / 1e9:.2f} GB ({run.config.disk_free_margin:g} x the {used / 1e9:.2f} GB of the last "
+                  f"run folder)")
+        log.error("night %s stops before training: %s", run.run_key, reason)
+        raise_alert(run.database_url, Alert(run.run_key, "disk_low", reason, figures={
+            "free bytes": free, "needed bytes": needed}))
+        raise DiskShort(reason)
+
+
+def next_day_metrics(run: Run) -> dict:
+    """Before training: what each model's serving run listed, against the views of the interval that
+    just ended (rec.next_day_metrics; a rerun replaces this night's rows). NDCG@10 per model and of
+    its popular list, over every user with a list."""
+    start = run.interval_start_or_default
+    with connect(run.database_url) as conn:
+        served = served_runs(conn, start)
+        measured = {r.model_run_id: measure(conn, r, start, run.interval_end, run.window_start) for r in served}
+        record_next_day(conn, run.run_key, measured)
+    summary = {}
+    for r in served:
+        values = {(ranker, metric): value for ranker, segment, metric, value in measured[r.model_run_id]
+                  if segment == "all"}
+        summary[r.model_name] = {"model_run_id": r.model_run_id, "users": values.get(("model", "users")),
+                                 "ndcg@10": values.get(("model", "ndcg@10")),
+                                 "popularity_ndcg@10": values.get(("popularity", "ndcg@10"))}
+    log.info("next-day metrics of the runs that served %s: %s", run.run_key, summary)
+    return summary
