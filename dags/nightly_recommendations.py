@@ -121,7 +121,8 @@ def _on_run_failure(context):
     # from the triggerer, while the run goes on.
     deadline=DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT,
                            interval=timedelta(minutes=PUBLISH_DEADLINE_MINUTES),
-                           callback=AsyncCallback("rec_models.alerts.delivery.on_deadline_missed")),
+                           callback=AsyncCallback("rec_models.alerts.deadline.on_deadline_missed"))
+    if PUBLISH_DEADLINE_MINUTES else None,
     tags=["recommendations", "pytorch", "postgres"],
     doc_md=__doc__,
     params=PARAMS,

@@ -20,15 +20,15 @@ from rec_models.names import MODEL_NAMES
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _minutes_from_env(name: str, default: float) -> float:
+def _minutes_from_env(name: str, default: float, *, zero_means_off: bool = False) -> float:
     """A deployment setting read where the DAG is parsed (the scheduler's and workers' environment)."""
     text = os.environ.get(name, "")
     try:
         value = float(text) if text else default
     except ValueError:
         raise ValueError(f"{name} must be a number of minutes, got {text!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0 minutes, got {text!r}")
+    if value < 0 or (value == 0 and not zero_means_off):
+        raise ValueError(f"{name} must be > 0 minutes{' (0: off)' if zero_means_off else ''}, got {text!r}")
     return value
 
 
@@ -37,8 +37,9 @@ def _minutes_from_env(name: str, default: float) -> float:
 # belongs to a run that died.
 DAG_RUN_TIMEOUT_MINUTES = _minutes_from_env("RECS_DAG_RUN_TIMEOUT_MINUTES", 360)
 # The night has published by this long after its run was queued (at its interval end, for the nightly
-# run), or a deadline alert goes out; earlier than the timeout, so people hear before it fails.
-PUBLISH_DEADLINE_MINUTES = _minutes_from_env("RECS_PUBLISH_DEADLINE_MINUTES", 300)
+# run), or a deadline alert goes out; earlier than the timeout, so people hear before it fails. 0: no
+# deadline, for `airflow dags test` (Airflow 3.3.2's in-process run fails on a DAG with a deadline).
+PUBLISH_DEADLINE_MINUTES = _minutes_from_env("RECS_PUBLISH_DEADLINE_MINUTES", 300, zero_means_off=True)
 # A failed task's first retry waits this long (doubling, up to 20 minutes).
 RETRY_DELAY_MINUTES = _minutes_from_env("RECS_RETRY_DELAY_MINUTES", 1)
 

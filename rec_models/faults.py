@@ -26,7 +26,7 @@ class InjectedFault(RuntimeError):
 
 POINTS = (
     "validate:done", "extract:done", "train:epoch", "train:done", "evaluate:done", "score:done",
-    "publish:after_stage", "publish:before_swap", "publish:after_swap", "serving:before_switch",
+    "publish:after_stage", "publish:before_swap", "publish:after_swap", "serving:before_switch", "retention:prune",
 )
 MAX_PAUSE_S = 1800.0  # a bench that died does not hold a task forever
 

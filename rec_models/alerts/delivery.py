@@ -151,8 +151,9 @@ def on_run_failure(context: dict) -> None:
     deliver(database_url, channels, run_key)
 
 
-async def on_deadline_missed(context: dict, **_: Any) -> None:
-    """The deadline's AsyncCallback (in the triggerer): the night has not published in time."""
+async def deadline_missed(context: dict, **_: Any) -> None:
+    """The deadline's AsyncCallback (in the triggerer, through ``rec_models.alerts.deadline``): the night
+    has not published in time."""
     dag_run, deadline = context["dag_run"], context.get("deadline") or {}
 
     def record_and_deliver() -> None:

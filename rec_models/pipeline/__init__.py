@@ -28,8 +28,8 @@ def run_all(run: Run, models: tuple[str, ...] = MODEL_NAMES) -> dict:
     extract(run)
     try:
         check_interval(run)
-    except NightSkipped as skipped:
-        return {"published": {}, "serving": None, "skipped": str(skipped)}
+    except (NightSkipped, DiskShort) as stopped:
+        return {"published": {}, "serving": None, "skipped": str(stopped)}
     train(run, FALLBACKS)
     evaluations = {}
     for name in models:

@@ -93,6 +93,7 @@ def summarize(run: Run) -> dict:
     run.files.write_summary(summary)
     run.files.unmark_in_use()
     try:
+        checkpoint("retention:prune")
         removed = prune_run_folders(run.store, run.config.keep_run_folders, keep, run.interval_end)
     except Exception as exc:
         raise_alert(run.database_url, Alert(run.run_key, "retention_failed",

@@ -87,9 +87,8 @@ def check_disk(run: Run) -> None:
     used, free = sizes
     needed = int(used * run.config.disk_free_margin)
     if free < needed:
-        reason = (f"the run root {run.store.location('')} has {free / 1e9:.2f} GB free; the night needs "
-                  f"{needed / 1e9:.2f} GB ({run.config.disk_free_margin:g} x the {used / 1e9:.2f} GB of the last "
-                  f"run folder)")
+        reason = (f"the run root {run.store.location('')} has {_size(free)} free; the night needs {_size(needed)} "
+                  f"({run.config.disk_free_margin:g} x the {_size(used)} of the last run folder)")
         log.error("night %s stops before training: %s", run.run_key, reason)
         raise_alert(run.database_url, Alert(run.run_key, "disk_low", reason, figures={
             "free bytes": free, "needed bytes": needed}))
@@ -114,3 +113,7 @@ def next_day_metrics(run: Run) -> dict:
                                  "popularity_ndcg@10": values.get(("popularity", "ndcg@10"))}
     log.info("next-day metrics of the runs that served %s: %s", run.run_key, summary)
     return summary
+
+
+def _size(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:,.2f} GB" if n_bytes >= 1e8 else f"{n_bytes / 1e6:,.1f} MB"

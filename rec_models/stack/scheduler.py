@@ -47,18 +47,19 @@ class LocalScheduler:
     object-store URL; ``env``: what its clients read, such as credentials or an Airflow Connection);
     ``executor`` "celery" adds a Redis broker and ``workers`` Celery workers named worker-1, worker-2,
     ..., each with a run-file cache of its own, as if on machines of their own. ``supervise``: a process
-    that exits is started again (as systemd or Kubernetes would), instead of failing the wait."""
+    that exits is started again (as systemd or Kubernetes would), instead of failing the wait.
+    ``triggerer``: a triggerer too (it runs the deadline alert's callback)."""
 
     def __init__(self, recs_url: str, metadata_url: str, home: Path, run_root: Path | str, parallelism: int = 4,
                  executor: str = "local", workers: int = 2, env: dict[str, str] | None = None,
-                 supervise: bool = False):
+                 supervise: bool = False, triggerer: bool = False):
         if executor not in EXECUTORS:
             raise ValueError(f"executor must be one of {EXECUTORS}, not {executor!r}")
         self.recs_url, self.metadata_url, self.home, self.run_root = recs_url, metadata_url, home, run_root
         self.parallelism, self.executor, self.extra_env = parallelism, executor, dict(env or {})
         self.worker_names = [f"worker-{n}" for n in range(1, workers + 1)] if executor == "celery" else []
         self.processes: dict[str, subprocess.Popen] = {}
-        self.supervise = supervise
+        self.supervise, self.triggerer = supervise, triggerer
         self.restarts: list[str] = []  # "<process> (exit <code>)", each time supervision restarted one
         self.api_port = free_port()
         self.redis_port = free_port()
@@ -102,7 +103,8 @@ class LocalScheduler:
         self.home.mkdir(parents=True, exist_ok=True)
         self.airflow("db", "migrate")
         for name in (["redis"] if self.executor == "celery" else []) + ["api-server", "scheduler", "dag-processor",
-                                                                         *self.worker_names]:
+                                                                         *self.worker_names] + \
+                (["triggerer"] if self.triggerer else []):
             self.start_process(name)
         deadline = time.monotonic() + timeout
         while not self.query("SELECT 1 FROM serialized_dag WHERE dag_id = %s", (NIGHTLY_DAG,)):

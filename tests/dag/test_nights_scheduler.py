@@ -29,7 +29,9 @@ def nights(database_factory, tmp_path_factory):
         world=WorldSpec(n_users=1000, n_videos=250, n_views=30_000, n_domain_visits=30_000, seed=13),
         nights=4, warmup_days=14, bad_nights=((4, "no_views"),)), END)
     home = tmp_path_factory.mktemp("scheduler")
-    scheduler = LocalScheduler(recs, database_factory("airflow_meta"), home / "airflow", home / "runs")
+    # Nights that publish under the scheduler with the deadline alert armed (far off), as deployed.
+    scheduler = LocalScheduler(recs, database_factory("airflow_meta"), home / "airflow", home / "runs",
+                               env={"RECS_PUBLISH_DEADLINE_MINUTES": "600"})
     results = {}
     with scheduler:
         for night in range(1, 5):
