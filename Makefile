@@ -25,9 +25,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m rec_models demo
 
-## make test: the test suite, against a real PostgreSQL (embedded unless $$DATABASE_URL is set)
+## make test: the test suite, against a real PostgreSQL (embedded unless $$DATABASE_URL is set), test files on two workers; the ten slowest tests at the end
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=10
 
 ## make test-unit | test-db | test-dag | test-ui | test-quality: one tier of the suite (unit: under a minute)
 $(addprefix test-,$(TIERS)): test-%: $(STAMP)

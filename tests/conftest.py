@@ -13,6 +13,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# `make test` runs test files on two pytest-xdist workers: each its own embedded server, so a test that
+# restarts its server (tests/db/test_faults.py) cuts no connection of the other worker's.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER and not os.environ.get("DATABASE_URL") and not os.environ.get("RECS_PGDATA"):
+    from rec_models.db.embedded import default_pgdata
+
+    os.environ["RECS_PGDATA"] = f"{default_pgdata()}-{_WORKER}"
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="recs-airflow-test-"))
 # Airflow reads these at import: set them first. SQLite is enough for the metadata of in-process tests.
 os.environ.update({
@@ -41,6 +48,16 @@ def pytest_collection_modifyitems(config, items):
         if tier not in TIERS:
             raise pytest.UsageError(f"{item.nodeid} is in no test tier: move it under tests/{{{','.join(TIERS)}}}/")
         item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _worker_server():
+    """A worker's own embedded server stops when its tests end (the default one stays, for `make demo`)."""
+    yield
+    if _WORKER and os.environ.get("RECS_PGDATA", "").endswith(f"-{_WORKER}"):
+        from rec_models.db.embedded import stop_embedded_server
+
+        stop_embedded_server()
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import json
 import logging
 import time
 
-from rec_models.alerts.events import Alert, AlertedError, raise_alert
+from rec_models.alerts.events import Alert, raise_alert
 from rec_models.db.connect import connect
 from rec_models.db.health import record_run_health
 from rec_models.db.outputs import OUTPUT_TABLES
@@ -98,7 +98,8 @@ def summarize(run: Run) -> dict:
     except Exception as exc:
         raise_alert(run.database_url, Alert(run.run_key, "retention_failed",
                                             f"pruning older run folders: {type(exc).__name__}: {exc}"))
-        raise AlertedError(f"retention failed: {exc}") from exc
+        exc.alerted = True  # the task's failure callback adds no second alert
+        raise
     if removed:
         log.info("pruned %d paths of older run folders", len(removed))
     log.info("run %s summary: %s", run.run_key, json.dumps(summary, default=str))
