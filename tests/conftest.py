@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # `make test` runs test files on two pytest-xdist workers: each its own embedded server, so a test that
 # restarts its server (tests/db/test_faults.py) cuts no connection of the other worker's.
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER")
-if _WORKER and not os.environ.get("DATABASE_URL") and not os.environ.get("RECS_PGDATA"):
+_OWN_SERVER = bool(_WORKER and not os.environ.get("DATABASE_URL") and not os.environ.get("RECS_PGDATA"))
+if _OWN_SERVER:
     from rec_models.db.embedded import default_pgdata
 
     os.environ["RECS_PGDATA"] = f"{default_pgdata()}-{_WORKER}"
@@ -52,12 +53,16 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session", autouse=True)
 def _worker_server():
-    """A worker's own embedded server stops when its tests end (the default one stays, for `make demo`)."""
+    """A worker's own embedded server goes, data folder and all, when its tests end (the default one
+    stays, for `make demo`)."""
     yield
-    if _WORKER and os.environ.get("RECS_PGDATA", "").endswith(f"-{_WORKER}"):
-        from rec_models.db.embedded import stop_embedded_server
+    if _OWN_SERVER:
+        import shutil
+
+        from rec_models.db.embedded import default_pgdata, stop_embedded_server
 
         stop_embedded_server()
+        shutil.rmtree(default_pgdata(), ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -86,6 +91,8 @@ def database_factory(server_url):
         return with_database(server_url, name)
 
     yield make
+    if _OWN_SERVER:
+        return  # the worker's whole server goes at the end (_worker_server)
     with psycopg.connect(server_url, autocommit=True) as conn:
         for name in created:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -1,4 +1,4 @@
-"""A real SMTP server on localhost (aiosmtpd) that keeps what it receives, for the alert tests."""
+"""Real servers on localhost for the alert tests: SMTP (aiosmtpd) and a webhook (Apprise's json:// target)."""
 
 from __future__ import annotations
 
@@ -65,3 +65,39 @@ class MailServer:
 
     def __exit__(self, *exc) -> None:
         self._controller.stop()
+
+
+class WebhookServer:
+    """An HTTP server on 127.0.0.1 keeping the JSON bodies POSTed to it: where Apprise's ``json://``
+    target (a chat or webhook integration) delivers."""
+
+    def __init__(self):
+        import http.server
+
+        self.received: list[dict] = []
+        received = self.received
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                received.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):  # quiet
+                pass
+
+        self.port = free_port()
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def connection(self) -> str:
+        """An Airflow Connection (JSON) of the apprise provider to this server."""
+        return json.dumps({"conn_type": "apprise", "extra": {"config": {"path": f"json://127.0.0.1:{self.port}/hook"}}})
+
+    def __enter__(self) -> "WebhookServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()

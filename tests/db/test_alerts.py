@@ -123,3 +123,21 @@ def test_alerts_without_a_channel_are_recorded_not_sent(nights):
     with psycopg.connect(url) as conn:
         [row] = [r for r in alerts_of(conn, second.run_key) if r[0] == "run_failed"]
         assert row[4] is not None and row[5] == []
+
+
+def test_apprise_delivers_to_a_webhook_beside_the_mail(nights, mail_server, monkeypatch):
+    from tests.mail import WebhookServer
+
+    url, root, second, _ = nights
+    with WebhookServer() as hook:
+        monkeypatch.setenv("AIRFLOW_CONN_RECS_TEST_CHAT", hook.connection())
+        chat = dataclasses.replace(second.config, alert_apprise_conn_id="recs_test_chat")
+        raise_alert(url, Alert(second.run_key, "run_timed_out", "DAG run x: timed_out"))
+        assert deliver(url, Channels.of(chat), second.run_key) == 1
+    [posted] = hook.received
+    assert posted["title"] == "[recommendations] night 2026-11-27 02:00: the night timed out"
+    assert "Reason: DAG run x: timed_out" in posted["message"]
+    assert mail_server.wait_for(lambda m: "the night timed out" in m.subject, timeout=10)
+    with psycopg.connect(url) as conn:
+        [row] = [r for r in alerts_of(conn, second.run_key) if r[0] == "run_timed_out"]
+        assert row[5] == ["smtp:recs_test_smtp", "apprise:recs_test_chat"]
