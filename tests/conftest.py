@@ -157,3 +157,4 @@ def mail_server():
         os.environ["AIRFLOW_CONN_RECS_TEST_SMTP"] = server.connection()
         yield server
         os.environ.pop("AIRFLOW_CONN_RECS_TEST_SMTP", None)
+        print("\nsubjects received by the test SMTP server (pytest -s shows them):", *server.subjects(), sep="\n  ")

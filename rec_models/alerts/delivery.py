@@ -127,13 +127,12 @@ def on_task_failure(context: dict) -> None:
     ti, dag_run = context["ti"], context["dag_run"]
     run_key = _run_key(context.get("data_interval_end") or dag_run.run_after)
     database_url, channels = _database_url(), Channels.of(_config(context.get("params")))
-    exception = context.get("exception")
+    exception, link = context.get("exception"), run_link(ti.dag_id, ti.run_id)
     if not _already_alerted(exception):
         raise_alert(database_url, Alert(
             run_key, "task_failed", f"{type(exception).__name__}: {exception}" if exception else "failed",
-            model=_model_of(ti.task_id), task=ti.task_id, figures={"tries": ti.try_number},
-            link=run_link(ti.dag_id, ti.run_id)))
-    deliver(database_url, channels, run_key)
+            model=_model_of(ti.task_id), task=ti.task_id, figures={"tries": ti.try_number}, link=link))
+    deliver(database_url, channels, run_key, link)  # with what the task recorded itself (no views, disk)
 
 
 def on_run_failure(context: dict) -> None:
@@ -144,11 +143,11 @@ def on_run_failure(context: dict) -> None:
     run_key = _run_key(dag_run.data_interval_end or dag_run.run_after) if dag_run is not None else run_id
     params = context.get("params") or (dag_run.conf if dag_run is not None else None)
     database_url, channels = _database_url(), Channels.of(_config(params))
+    link = run_link(context["dag"].dag_id, run_id)
     raise_alert(database_url, Alert(
         run_key, "run_timed_out" if timed_out else "run_failed",
-        f"DAG run {run_id}: {context.get('reason') or 'failed'}; the published runs keep serving",
-        link=run_link(context["dag"].dag_id, run_id)))
-    deliver(database_url, channels, run_key)
+        f"DAG run {run_id}: {context.get('reason') or 'failed'}; the published runs keep serving", link=link))
+    deliver(database_url, channels, run_key, link)
 
 
 async def deadline_missed(context: dict, **_: Any) -> None:

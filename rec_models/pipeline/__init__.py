@@ -11,12 +11,13 @@ from rec_models.names import FALLBACKS, MODEL_NAMES, TWO_TOWER
 from rec_models.pipeline.evaluation import choose_warm, evaluate
 from rec_models.pipeline.publishing import choose_serving, publish, summarize
 from rec_models.pipeline.scoring import score, score_users, score_videos
-from rec_models.pipeline.sources import DiskShort, NightSkipped, check_interval, extract, migrate, next_day_metrics, validate
+from rec_models.pipeline.sources import (DiskShort, NightSkipped, check_interval, extract, migrate, next_day_metrics,
+                                        validate)
 from rec_models.pipeline.training import TrainPlan, plan_training, train
 from rec_models.run import Run
 
-__all__ = ["DiskShort", "NightSkipped", "TrainPlan", "check_interval", "choose_serving", "choose_warm", "evaluate", "extract",
-           "migrate", "next_day_metrics", "plan_training", "publish", "run_all", "score", "score_users",
+__all__ = ["DiskShort", "NightSkipped", "TrainPlan", "check_interval", "choose_serving", "choose_warm", "evaluate",
+           "extract", "migrate", "next_day_metrics", "plan_training", "publish", "run_all", "score", "score_users",
            "score_videos", "summarize", "train", "validate"]
 
 

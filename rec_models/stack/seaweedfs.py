@@ -107,7 +107,7 @@ class SeaweedS3:
         except Exception:  # not up yet: connection refused, no volume server registered, ...
             return False
 
-    def stop(self, timeout: float = 20) -> None:
+    def stop(self, timeout: float = 5) -> None:  # its data is throwaway: no need to wait long
         if self.process is None or self.process.poll() is not None:
             return
         os.killpg(self.process.pid, signal.SIGTERM)

@@ -56,7 +56,9 @@ def _night(executor, world, database_factory, tmp_path_factory, run_root=None, e
     scheduler = LocalScheduler(recs, database_factory("airflow_meta"), home / "airflow", run_root or home / "runs",
                                executor=executor, workers=2, supervise=True,
                                env={**(env or {}), **QUICK_RECOVERY, PAUSE_DIR_ENV: str(pauses.folder),
-                                    "RECS_RETRY_DELAY_MINUTES": "0.05"})  # the lost publish retried in 3 s
+                                    # the lost publish noticed in 30 s and retried 3 s later
+                                    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+                                    "RECS_RETRY_DELAY_MINUTES": "0.05"})
     with scheduler:
         if lose_worker_at:
             pauses.arm(lose_worker_at)

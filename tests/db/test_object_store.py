@@ -146,10 +146,16 @@ def test_a_whole_night_runs_with_its_run_folder_on_the_object_store(s3_server, s
     slug = run.files.slug
     assert {"snapshot", "dataset", "models", "checkpoints", "outputs", "records"} <= set(store.children(slug))
     assert store.exists(f"{slug}/checkpoints/two_tower") and store.exists(f"{slug}/outputs/mf/items")
-    # The local disk holds only the cache: rerun the night from an empty cache and get the same rows.
+    # The local disk holds only the cache: from an empty cache (another machine), scoring and publishing
+    # again read the Dataset, the models and the records from the store and give the same rows.
     with psycopg.connect(seeded) as conn:
         mf_run = conn.execute("SELECT model_run_id FROM rec.model_runs WHERE model_name = 'mf'").fetchone()[0]
     first = user_rows(seeded, mf_run)
     monkeypatch.setenv("RECS_RUN_CACHE", str(tmp_path / "empty-cache"))
-    pipeline.run_all(run)
+    again = Run(database_url=seeded, interval_end=END, dag_run_id="s3", storage_options=s3_server.storage_options,
+                config=run.config)
+    evaluation = again.files.read_evaluation("mf")
+    assert pipeline.score(again, "mf", evaluation, again.files.read_evaluation("two_tower"))["scored"]
+    assert pipeline.publish(again, "mf", evaluation)["published"]
     assert user_rows(seeded, mf_run) == first
+    assert any((tmp_path / "empty-cache").rglob("state.npz"))  # the models came from the store
