@@ -11,14 +11,16 @@ softmax over every video, from a randomly thinned history. Whole histories and v
 at random, so each feature tower also works alone: the domain tower serves users known only by their
 domains, the content tower places videos known only by their content.
 
-Training reads every view alike; when a user is scored, their recent views weigh more
-(``history_half_life``), as EASE with a recency-weighted history row does: what the user watched
-lately says most about what they watch next, while the tower learns best from whole histories.
+Training reads every view alike; when a user is scored, their recent views weigh more, as EASE with a
+recency-weighted history row does: what the user watched lately says most about what they watch next,
+while the tower learns best from whole histories. How much more is chosen after each fit on the
+validation split (``choose_history_half_life``): where interests drift, the last few views.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 
 import numpy as np
 import torch
@@ -27,9 +29,14 @@ from torch import nn
 
 from rec_models.config import TwoTowerConfig
 from rec_models.data.dataset import Dataset
+from rec_models.evaluation import evaluate_model
 from rec_models.models.base import unit_rows
-from rec_models.models.neural import NeuralRecommender
+from rec_models.models.neural import VALIDATION_USERS, NeuralRecommender
 from rec_models.names import TWO_TOWER
+
+log = logging.getLogger(__name__)
+# The scoring half-lives (in views) a fit chooses from, beside the configured one.
+HALF_LIFE_CHOICES = (1.0, 2.0, 3.0, 5.0, 10.0, 20.0)
 
 
 class Bags(nn.Module):
@@ -179,6 +186,38 @@ class TwoTower(NeuralRecommender):
     def __init__(self, config: TwoTowerConfig | None = None, seed: int = 42):
         super().__init__(config, seed)
         self._use_history = True
+        self.scoring_half_life = self.config.history_half_life  # until a fit chooses on validation
+
+    def fit(self, data: Dataset, *, before: float | None = None, validation=None, epochs: int | None = None):
+        report = super().fit(data, before=before, validation=validation, epochs=epochs)
+        self._choose_scoring_half_life(data, before, validation)
+        return report
+
+    def fit_warm(self, data: Dataset, warm, *, before: float | None = None, validation=None):
+        report = super().fit_warm(data, warm, before=before, validation=validation)
+        self._choose_scoring_half_life(data, before, validation)
+        return report
+
+    def carry(self, data: Dataset, parent, parent_ids, before: float | None = None):
+        if isinstance(parent, TwoTower):
+            self.scoring_half_life = parent.scoring_half_life  # scored as the parent scored its users
+        return super().carry(data, parent, parent_ids, before=before)
+
+    def _choose_scoring_half_life(self, data: Dataset, before: float | None, validation) -> None:
+        """The scoring half-life with the best validation NDCG@10 (on the same users early stopping reads)."""
+        config = self.config
+        if validation is None or not config.choose_history_half_life or not config.history_half_life:
+            return
+        users = np.random.default_rng(self.seed).permutation(validation.test_users)[:VALIDATION_USERS]
+        scored = {}
+        for half_life in sorted({*HALF_LIFE_CHOICES, config.history_half_life}):
+            self.module.history.set(data.recency_weighted(before, half_life), norm="l2")
+            scored[half_life] = evaluate_model(self, data, validation.train, validation.test, users, k=10).ndcg
+        # Ties keep the configured half-life.
+        self.scoring_half_life = max(scored, key=lambda h: (scored[h], h == config.history_half_life))
+        self.module.history.set(data.recency_weighted(before, self.scoring_half_life), norm="l2")
+        log.info("two_tower scores users' views with a half-life of %g views (validation NDCG@10 %s)",
+                 self.scoring_half_life, {h: round(v, 4) for h, v in scored.items()})
 
     def features_only(self) -> "TwoTower":
         """The same weights, scoring every user from their domains alone (their views left out)."""
@@ -199,7 +238,7 @@ class TwoTower(NeuralRecommender):
 
     def prepare(self, data: Dataset, interactions, before: float | None = None) -> None:
         """Attach the feature bags and the histories the towers read (rebuilding the module to their sizes)."""
-        half_life = self.config.history_half_life
+        half_life = self.scoring_half_life
         scored_history = data.recency_weighted(before, half_life) if half_life else interactions
         self.shapes["history_nnz"] = scored_history.nnz
         domains = data.domain_bags(self.config.domain_half_life_days, self.config.domain_recent_weight)
@@ -232,6 +271,14 @@ class TwoTower(NeuralRecommender):
 
     def known_items(self) -> np.ndarray:
         return self.module.item_known.numpy()
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {**super().state(), "scoring_half_life": np.array(self.scoring_half_life)}
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        super().load_state(arrays)
+        if "scoring_half_life" in arrays:  # saved before it was chosen: the configured one
+            self.scoring_half_life = float(arrays["scoring_half_life"])
 
     def warm_features(self) -> np.ndarray:
         """User feature columns the tower learned (in the bag of some user with views)."""

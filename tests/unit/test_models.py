@@ -355,3 +355,30 @@ def test_the_recent_bag_serves_a_domain_only_user_whose_interest_changed_last_we
     assert changed.sum() > 100
     assert precision[1.0][changed].mean() > precision[0.0][changed].mean() + 0.05
     assert precision[0.0].mean() > 0.5  # and every domain-only user is served far above chance (1 in 32)
+
+
+def test_two_tower_chooses_a_short_scoring_half_life_where_every_interest_changed(tmp_path):
+    """Every user's interest changed in the last week: their last views say what they watch next, and
+    the half-life chosen on validation is a short one; it survives a save and load, and a carry."""
+    from dataclasses import replace
+
+    from rec_models.data.dataset import Dataset
+    from rec_models.data.id_maps import IdMaps
+    from rec_models.data.synthetic import WorldSpec, default_end, generate_world, snapshot_of
+
+    spec = replace(WorldSpec(n_users=1500, n_videos=300, n_views=30_000, n_domain_visits=30_000, seed=5)
+                   .at_noise("structured"), drift_share=1.0, bot_share=0.0)
+    data = Dataset.from_snapshot(snapshot_of(generate_world(spec, default_end())))
+    validation = data.validation(1)
+    model = TwoTower(TwoTowerConfig(epochs=8), seed=3)
+    model.fit(data, before=validation.boundary, validation=validation)
+    assert model.scoring_half_life <= 3, model.scoring_half_life
+    model.save(tmp_path)
+    loaded = load_model(tmp_path)
+    assert loaded.scoring_half_life == model.scoring_half_life
+    carried = TwoTower(TwoTowerConfig(epochs=8), seed=3)
+    carried.carry(data, loaded, IdMaps.of(data), before=validation.boundary)
+    assert carried.scoring_half_life == model.scoring_half_life
+    off = TwoTower(TwoTowerConfig(epochs=2, choose_history_half_life=False), seed=3)
+    off.fit(data, before=validation.boundary, validation=validation)
+    assert off.scoring_half_life == off.config.history_half_life
