@@ -22,7 +22,7 @@ from psycopg import sql
 
 from rec_models.stack.celery_workers import celery_settings, redis_answers, redis_binary, start_redis, start_worker
 from rec_models.config import PROJECT_ROOT
-from rec_models.stack.processes import airflow_binary, start_airflow_process
+from rec_models.stack.processes import PRELOADED_WORKERS, airflow_binary, start_airflow_process
 
 from rec_models.db.connect import ensure_database, resolve_database_url, with_database
 from rec_models.db.migrate import apply_migrations
@@ -100,6 +100,7 @@ def airflow_env() -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "4",
+        **PRELOADED_WORKERS,
         "AIRFLOW__API__HOST": API_HOST,
         "AIRFLOW__API__PORT": str(API_PORT),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{API_HOST}:{API_PORT}/execution/",

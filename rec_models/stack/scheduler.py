@@ -22,7 +22,7 @@ import psycopg
 
 from rec_models.stack.celery_workers import EXECUTORS, celery_settings, start_redis, start_worker
 from rec_models.config import PROJECT_ROOT
-from rec_models.stack.processes import airflow_binary, start_airflow_process
+from rec_models.stack.processes import PRELOADED_WORKERS, airflow_binary, start_airflow_process
 from rec_models.stack.devstack import airflow_uri, free_port, login_token, sqlalchemy_url, start_api_server
 from rec_models.names import RECS_CONN_ID
 
@@ -77,6 +77,7 @@ class LocalScheduler:
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",  # only the nights triggered here run
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            **PRELOADED_WORKERS,
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__API_AUTH__JWT_SECRET": self.jwt_secret,  # shared by the api-server and the tasks
             "AIRFLOW__API__HOST": "127.0.0.1",
