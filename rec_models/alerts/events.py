@@ -88,6 +88,8 @@ def compose(alerts: Sequence[StoredAlert], link: str | None = None) -> tuple[str
     first = alerts[0]
     if len(alerts) == 1:
         subject = first.subject
+        if first.occurrences > 1 and first.model_name:  # the same cause in other models too
+            subject = subject.replace(f"({first.model_name})", f"({first.model_name} and others)")
     else:
         models = sorted({a.model_name for a in alerts if a.model_name})
         subject = f"[recommendations] night {night_label(first.run_key)}: {EVENTS[first.event]}" + \

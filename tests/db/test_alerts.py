@@ -112,6 +112,7 @@ def test_the_same_cause_twice_is_counted_not_sent_twice(nights, mail_server):
                                model=model, task=f"train_{model}"))
     assert _deliver(url, second) == 1
     [mail] = mail_server.wait_for(lambda m: "a task failed" in m.subject, timeout=10)
+    assert mail.subject == "[recommendations] night 2026-11-27 02:00: a task failed after its retries (mf and others)"
     assert "Seen 2 times tonight" in mail.body and len(mail_server.messages) == before + 1
 
 
