@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,17 +166,22 @@ class Dataset:
         """User x video of views strictly before ``before``, each view weighing 0.5 ** (its rank from the
         user's latest view / ``half_life_views``) (ties in time: the larger video id is the later);
         repeated views of a video add up."""
+        return next(self.recency_weighted_each(before, (half_life_views,)))[1]
+
+    def recency_weighted_each(self, before: float | None, half_lives) -> Iterator[tuple[float, sparse.csr_matrix]]:
+        """(half-life, ``recency_weighted``) for several half-lives, one at a time, the views sorted once."""
         keep = slice(None) if before is None else self.viewed_at < before
         users, videos, times = self.view_user[keep], self.view_video[keep], self.viewed_at[keep]
         order = np.lexsort((videos, times, users))
         users, videos = users[order], videos[order]
         ends = np.cumsum(np.bincount(users, minlength=self.n_users))
         rank_from_latest = ends[users] - 1 - np.arange(len(users))
-        # Floored above 0 so that no view drops out of the sparse structure (its shape is saved).
-        weights = np.maximum(np.exp2(-rank_from_latest / half_life_views), 2.0 ** -100).astype(np.float32)
-        matrix = sparse.csr_matrix((weights, (users, videos)), shape=(self.n_users, self.n_videos))
-        matrix.sum_duplicates()
-        return matrix
+        for half_life in half_lives:
+            # Floored above 0 so that no view drops out of the sparse structure (its shape is saved).
+            weights = np.maximum(np.exp2(-rank_from_latest / half_life), 2.0 ** -100).astype(np.float32)
+            matrix = sparse.csr_matrix((weights, (users, videos)), shape=(self.n_users, self.n_videos))
+            matrix.sum_duplicates()
+            yield half_life, matrix
 
     def recent_mix(self, before: float | None, recent_days: float, older_share: float, seed: int, *,
                    by_user: bool = False) -> sparse.csr_matrix:

@@ -209,13 +209,16 @@ class TwoTower(NeuralRecommender):
         if validation is None or not config.choose_history_half_life or not config.history_half_life:
             return
         users = np.random.default_rng(self.seed).permutation(validation.test_users)[:VALIDATION_USERS]
-        scored = {}
-        for half_life in sorted({*HALF_LIFE_CHOICES, config.history_half_life}):
-            self.module.history.set(data.recency_weighted(before, half_life), norm="l2")
+        scored, best = {}, None
+        for half_life, history in data.recency_weighted_each(before, sorted({*HALF_LIFE_CHOICES,
+                                                                             config.history_half_life})):
+            self.module.history.set(history, norm="l2")
             scored[half_life] = evaluate_model(self, data, validation.train, validation.test, users, k=10).ndcg
-        # Ties keep the configured half-life.
-        self.scoring_half_life = max(scored, key=lambda h: (scored[h], h == config.history_half_life))
-        self.module.history.set(data.recency_weighted(before, self.scoring_half_life), norm="l2")
+            # Ties keep the configured half-life.
+            if best is None or (scored[half_life], half_life == config.history_half_life) > best[0]:
+                best = (scored[half_life], half_life == config.history_half_life), half_life, history
+        _, self.scoring_half_life, history = best
+        self.module.history.set(history, norm="l2")
         log.info("two_tower scores users' views with a half-life of %g views (validation NDCG@10 %s)",
                  self.scoring_half_life, {h: round(v, 4) for h, v in scored.items()})
 

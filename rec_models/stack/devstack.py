@@ -225,16 +225,17 @@ def stop_airflow(timeout: float = 30.0) -> None:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
+    return _answers(os.kill, pid)
 
 
 def _group_alive(pgid: int) -> bool:
+    return _answers(os.killpg, pgid)
+
+
+def _answers(send, target: int) -> bool:
+    """Whether signal 0 reaches ``target`` (a process, or a process group with ``os.killpg``)."""
     try:
-        os.killpg(pgid, 0)
+        send(target, 0)
         return True
     except ProcessLookupError:
         return False
