@@ -9,9 +9,9 @@ SIZE ?= M
 
 BENCH_STAMP := $(VENV)/.bench-$(shell cat requirements-bench.lock | sha1sum | cut -c1-12)
 
-TIERS := unit db dag ui quality
+TIERS := unit db erasure dag ui quality
 
-.PHONY: compose-env install bench-install demo test $(addprefix test-,$(TIERS)) airflow stop report lock clean bench-ml100k bench-faults bench-topn bench-scale bench-io bench-neumf-cost bench-ui bench-domains bench-domain-cost bench-quality bench-nights bench-scale-out bench-chaos
+.PHONY: compose-env install bench-install demo test $(addprefix test-,$(TIERS)) airflow stop report lock clean bench-ml100k bench-faults bench-topn bench-scale bench-io bench-neumf-cost bench-ui bench-domains bench-domain-cost bench-quality bench-nights bench-scale-out bench-chaos bench-erasure
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=10
 
-## make test-unit | test-db | test-dag | test-ui | test-quality: one tier of the suite (unit: under a minute)
+## make test-unit | test-db | test-erasure | test-dag | test-ui | test-quality: one tier of the suite (unit: under a minute)
 $(addprefix test-,$(TIERS)): test-%: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider -m $*
 
@@ -121,3 +121,8 @@ bench-nights: $(STAMP)
 ## make bench-chaos: nights under the scheduler with Celery workers and run files on S3 while workers, the scheduler and PostgreSQL are killed (SIZE=S)
 bench-chaos: $(STAMP)
 	$(PY) -m bench.chaos --size $(if $(filter command line environment,$(origin SIZE)),$(SIZE),S)
+
+## make bench-erasure: PEOPLE (1000) erased during a night under the scheduler, a reader on the _current views, then every place scanned (SIZE=M)
+PEOPLE ?= 1000
+bench-erasure: $(STAMP)
+	$(PY) -m bench.erasure --size $(SIZE) --people $(PEOPLE)

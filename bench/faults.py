@@ -31,7 +31,7 @@ from rec_models.data.validate import validate_sources
 from rec_models.db.migrate import apply_migrations
 from rec_models.db.outputs import OUTPUTS
 from rec_models.db.publish import point_serving
-from rec_models.faults import AFTER_SERVING, POINTS, InjectedFault
+from rec_models.faults import AFTER_SERVING, ERASURE_POINTS, POINTS, InjectedFault
 from rec_models.run import Run
 
 log = logging.getLogger("bench.faults")
@@ -108,7 +108,7 @@ def _leftovers(conn) -> int:
 
 
 def fault_check(url: str, world, config: PipelineConfig,
-                points=tuple(p for p in POINTS if p not in AFTER_SERVING), restart=None) -> FaultReport:
+                points=tuple(p for p in POINTS if p not in AFTER_SERVING + ERASURE_POINTS), restart=None) -> FaultReport:
     """Publish run A (the day before), then for each point before B serves: roll serving back to A, run
     B with a fault there, check readers still see A whole, rerun B without it, check B is served exactly once.
 

@@ -3,7 +3,9 @@
 
 Every night at 02:00 UTC, for the data interval that just ended:
 
-1. **migrate** the `rec` schema (idempotent);
+1. **migrate** the `rec` schema (idempotent); **erase_personal_data**: every open request in
+   `rec.erasure_requests` carried out in the tables and run folders (requested people are never read or
+   published again, even while upstream still holds them);
 2. **validate_sources**: quarantine bad rows into `rec.rejected_rows` with a reason; stop here if a
    source is empty or more than `max_rejected_share` of it is bad (the published output stays as it was);
 3. **next_day_metrics**: each model's serving run's lists against the views of the interval that just
@@ -25,7 +27,8 @@ Every night at 02:00 UTC, for the data interval that just ended:
 7. **publish_***: binary COPY into staging, audit, attach as that run's partitions;
 8. **choose_serving**: one transaction points the `rec.*_current` views at the `serving_model`
    (auto: best holdout NDCG@10 among dot-product models);
-9. **summary**: a compact report in the log.
+9. **summary**: a compact report in the log; retention: run folders pruned, each table's lifetime
+   applied (`rec.retention_runs`).
 
 Re-running a logical date replaces that run's rows; it never duplicates them, and a backfill of an
 older date never takes serving away from a newer run. The database is the Airflow Connection
@@ -34,18 +37,18 @@ older date never takes serving away from a newer run. The database is the Airflo
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pendulum
-from airflow.sdk import (Asset, AsyncCallback, BaseHook, CronDataIntervalTimetable, DeadlineAlert, DeadlineReference,
-                         Param, dag, get_current_context, task)
-from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
+from airflow.sdk import (Asset, AsyncCallback, CronDataIntervalTimetable, DeadlineAlert, DeadlineReference, Param, dag,
+                         get_current_context, task)
+from airflow.sdk.exceptions import AirflowFailException
 
 # Standard library only: cheap to import at parse time.
 from rec_models.config import DAG_RUN_TIMEOUT_MINUTES, PUBLISH_DEADLINE_MINUTES, RETRY_DELAY_MINUTES, param_specs
 from rec_models.names import (FALLBACKS, MODEL_NAMES, MODEL_RUNS, NEXT_DAY_METRICS, NIGHT_CHECKS, OUTPUT_TABLE_NAMES,
-                              POPULAR_VIDEOS, RECS_CONN_ID, REJECTED_ROWS, RUN_STORE_CONN_ID, SOURCE_TABLE_NAMES,
-                              TWO_TOWER, USER_RECOMMENDATIONS, VIDEO_VIEWS, asset_name, asset_uri)
+                              POPULAR_VIDEOS, REJECTED_ROWS, SOURCE_TABLE_NAMES, TWO_TOWER, USER_RECOMMENDATIONS,
+                              VIDEO_VIEWS, asset_name, asset_uri)
 
 OUTPUT_ASSETS = [Asset(name=asset_name(table), uri=asset_uri(table)) for table in OUTPUT_TABLE_NAMES]
 # Lineage (OpenLineage's provider reads each task's inlets and outlets): upstream's tables in, ours out.
@@ -59,32 +62,10 @@ PARAMS = {key: Param(spec.default, description=spec.description, **spec.schema()
 
 
 def _run():
-    """This DAG run as the pipeline's Run: interval, settings, database, run folder store (imported when
-    a task runs)."""
-    from rec_models.config import PipelineConfig
-    from rec_models.db.connect import from_airflow_connection
-    from rec_models.run import Run
-    from rec_models.storage import is_object_store, options_from_connection
+    """This DAG run as the pipeline's Run (imported when a task runs)."""
+    from rec_models.pipeline.context import run_from_context
 
-    context = get_current_context()
-    database_url = from_airflow_connection(BaseHook.get_connection(RECS_CONN_ID))
-    config = PipelineConfig.from_params(dict(context["params"]))
-    storage_options = {}
-    if is_object_store(config.run_root):
-        try:  # without the Connection, the store's client reads AWS_* environment variables
-            storage_options = options_from_connection(BaseHook.get_connection(RUN_STORE_CONN_ID))
-        except AirflowNotFoundException:
-            pass
-    end = context.get("data_interval_end") or context.get("logical_date") or context["dag_run"].run_after
-    start = context.get("data_interval_start")
-    return Run(
-        database_url=database_url,
-        interval_end=datetime.fromtimestamp(end.timestamp(), tz=timezone.utc),
-        interval_start=datetime.fromtimestamp(start.timestamp(), tz=timezone.utc) if start else None,
-        dag_run_id=context["run_id"],
-        config=config,
-        storage_options=storage_options,
-    )
+    return run_from_context(get_current_context())
 
 
 def _on_task_failure(context):
@@ -133,6 +114,13 @@ def nightly_recommendations():
         from rec_models import pipeline
 
         return pipeline.migrate(_run())
+
+    # Lineage only: an erasure's deletions are not fresh lists (no output Asset event for consumers).
+    @task(outlets=[_table(REJECTED_ROWS)])
+    def erase_personal_data() -> dict:
+        from rec_models import pipeline
+
+        return pipeline.erase(_run())
 
     @task(inlets=SOURCES, outlets=[_table(REJECTED_ROWS)])
     def validate_sources() -> dict:
@@ -222,7 +210,7 @@ def nightly_recommendations():
     snapshot = extract_snapshot()
     validated = validate_sources()
     replayed = next_day_metrics()
-    migrate() >> validated >> [snapshot, replayed]
+    migrate() >> erase_personal_data() >> validated >> [snapshot, replayed]
     checked = check_interval()
     snapshot >> checked
     fallbacks = train_fallbacks()

@@ -158,6 +158,43 @@ def cmd_rollback(args) -> None:
     print(f"serving model run {run_id} ({args.model}) now")
 
 
+def cmd_forget(args) -> None:
+    """File erasure requests (ids, and/or a CSV whose first column is user ids); --now carries them out here."""
+    from rec_models import pipeline
+
+    users = list(args.user)
+    if args.csv:
+        users += _user_ids_from_csv(args.csv)
+    if not users:
+        raise ValueError("forget: name people with --user ID or --csv FILE")
+    run = _run(args)
+    pipeline.migrate(run)
+    filed = pipeline.file_requests(run, users, requested_by=args.requested_by)
+    print(f"filed {filed} erasure requests ({len(set(users)) - filed} already open)")
+    if args.now:
+        print(pipeline.erase(run, nightly=False))
+    else:
+        print("the next night (or the DAG erase_personal_data) carries them out")
+
+
+def _user_ids_from_csv(path: str) -> list[int]:
+    """User ids from a CSV's first column (a header row is skipped); a bad value names its line."""
+    import csv
+
+    ids = []
+    with open(path, newline="") as f:
+        for line, row in enumerate(csv.reader(f), start=1):
+            if not row or not row[0].strip():
+                continue
+            try:
+                ids.append(int(row[0]))
+            except ValueError:
+                if line == 1:
+                    continue  # a header
+                raise ValueError(f"{path} line {line}: user id {row[0]!r} is not an integer") from None
+    return ids
+
+
 def cmd_report(args) -> None:
     from rec_models.db import connect, resolve_database_url
     from rec_models.report import demo_report
@@ -254,6 +291,15 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--model", required=True, choices=MODEL_NAMES)
     rollback.add_argument("--to", type=int, help="model run id (default: the previous published run of the model)")
     rollback.set_defaults(func=cmd_rollback)
+    forget = sub.add_parser("forget", help="file erasure requests: people removed from every place the product "
+                                           "owns and never read or published again")
+    forget.add_argument("--user", type=int, action="append", default=[], metavar="ID", help="user id, repeatable")
+    forget.add_argument("--csv", help="a CSV file whose first column holds user ids (bulk)")
+    forget.add_argument("--requested-by", help="who asked (recorded with each request; default: the database user)")
+    forget.add_argument("--now", action="store_true", help="carry out every open request now, in this process")
+    forget.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="pipeline param (the run root comes from RECS_RUN_ROOT)")
+    forget.set_defaults(func=cmd_forget, end=None)
     sub.add_parser("report", help="print what the published run contains").set_defaults(func=cmd_report)
     sub.add_parser("params", help="every --param key (the DAG's params): default, bounds, meaning").set_defaults(
         func=lambda args: print(params_table()))

@@ -230,6 +230,12 @@ class PipelineConfig:
         maximum=1)
     keep_run_folders: int = setting(3, "Run folders of the newest nights kept whole; older ones keep only the "
                                        "checkpoints of runs still published.", minimum=1)
+    # Retention (README "Personal data"): how long each place keeps what it holds, enforced nightly.
+    keep_rejected_days: int = setting(30, "Quarantined source rows are deleted this many days after the last night "
+                                          "whose window held them.", minimum=1)
+    keep_metrics_days: int = setting(400, "Next-day metrics (figures per segment, no person in them) are kept this "
+                                          "many days.", minimum=1)
+    keep_alerts_days: int = setting(90, "Delivered alerts are kept this many days.", minimum=1)
     # The domain model (users known only by their domains): reduced-rank ridge regression.
     domain_rank: int = setting(128, "Domain model: rank of the reduced-rank ridge regression from domains to videos.",
                                minimum=1)

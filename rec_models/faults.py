@@ -27,9 +27,12 @@ class InjectedFault(RuntimeError):
 POINTS = (
     "validate:done", "extract:done", "train:epoch", "train:done", "evaluate:done", "score:done",
     "publish:after_stage", "publish:before_swap", "publish:after_swap", "serving:before_switch", "retention:prune",
+    "erasure:after_tables",
 )
 # Points after the night's run serves: a failure there leaves it serving (the retention step).
 AFTER_SERVING = ("retention:prune",)
+# Points of the erasure step, reached only when a request is open (tests/erasure).
+ERASURE_POINTS = ("erasure:after_tables",)
 MAX_PAUSE_S = 1800.0  # a bench that died does not hold a task forever
 
 

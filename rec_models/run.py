@@ -16,13 +16,15 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rec_models.config import DAG_RUN_TIMEOUT_MINUTES, PipelineConfig
 from rec_models.data.dataset import Dataset
 from rec_models.data.id_maps import IdMaps
 from rec_models.data.snapshot import Snapshot
 from rec_models.models import Recommender, load_model
 from rec_models.models.base import CheckpointError
-from rec_models.models.checkpoint import add_serving_model, load_checkpoint, save_checkpoint
+from rec_models.models.checkpoint import add_serving_model, forget_in_checkpoint, load_checkpoint, save_checkpoint
 from rec_models.storage import LocalStore, RunStore, open_store
 
 
@@ -81,6 +83,11 @@ def run_folder(store: RunStore | str | Path, interval_end: datetime) -> "RunFold
     if isinstance(store, (str, Path)):
         store = open_store(store)
     return RunFolder(store, interval_end.astimezone(timezone.utc).strftime(_SLUG_FORMAT))
+
+
+def run_folders(store: RunStore) -> list["RunFolder"]:
+    """Every night's run folder in the store, oldest first."""
+    return [RunFolder(store, name) for name in store.children("") if _SLUG.match(name)]
 
 
 def prune_run_folders(store: RunStore | str | Path, keep_nights: int, keep_checkpoints: set[tuple[str, datetime]],
@@ -179,6 +186,9 @@ class RunFolder:
         with self.store.staged(self._at("snapshot")) as folder:
             snapshot.save(folder)
 
+    def load_snapshot(self) -> Snapshot:
+        return Snapshot.load(self.store.fetch(self._at("snapshot")))
+
     def save_dataset(self, data: Dataset) -> None:
         with self.store.staged(self._at("dataset")) as folder:
             data.save(folder)
@@ -186,7 +196,7 @@ class RunFolder:
     def load_dataset(self) -> Dataset:
         """The run's Dataset, built once by the extract (rebuilt from the snapshot if missing)."""
         if not self.store.exists(self._at("dataset")):
-            self.save_dataset(Dataset.from_snapshot(Snapshot.load(self.store.fetch(self._at("snapshot")))))
+            self.save_dataset(Dataset.from_snapshot(self.load_snapshot()))
         return Dataset.load(self.store.fetch(self._at("dataset")))
 
     # Models
@@ -217,6 +227,20 @@ class RunFolder:
         with self.store.staged(self._checkpoint(model.name), keep=True) as folder:
             add_serving_model(folder, model)
 
+    def checkpoint_names(self) -> list[str]:
+        return self.store.children(self._at(CHECKPOINTS))
+
+    def forget_in_checkpoint(self, model_name: str, user_ids: np.ndarray) -> list[int]:
+        """Erase these people from a model's checkpoint (rewritten whole); returns the people it held."""
+        try:
+            ids = IdMaps.load(self.store.fetch(self._checkpoint(model_name)) / "ids.npz")
+        except FileNotFoundError:
+            return []  # not committed (an attempt that never finished): nothing a night reads
+        if not np.isin(ids.user, user_ids).any():
+            return []
+        with self.store.staged(self._checkpoint(model_name), keep=True) as folder:
+            return forget_in_checkpoint(folder, user_ids)
+
     def load_checkpoint(self, model_name: str, part: str = "model") -> tuple[Recommender, IdMaps, dict]:
         """(model, id maps, header), or CheckpointError saying what is wrong with it."""
         if not self.store.exists(self._checkpoint(model_name)):
@@ -238,6 +262,18 @@ class RunFolder:
 
     def clear_scores(self, model_name: str) -> None:
         self.store.remove(self._scores(model_name))
+
+    # What the night derived from its snapshot for its own tasks (never read by a later night): an
+    # erasure removes it from every finished night whose snapshot held the person; a rerun rebuilds it.
+    DERIVED = ("dataset", "models", "outputs")
+
+    def remove_derived(self) -> list[str]:
+        """Remove the Dataset, the models and the scored parts; returns the paths removed."""
+        present = set(self.store.children(self.slug))
+        removed = [self._at(part) for part in self.DERIVED if part in present]
+        for path in removed:
+            self.store.remove(path)
+        return removed
 
     # A run marks its folder in use from its first task to its last, so that another night's pruning
     # (a backfill of an older night runs beside the nightly) leaves it alone; a mark older than the
@@ -261,6 +297,14 @@ class RunFolder:
 
     def read_validation(self) -> dict:
         return self._read_json("validation.json")
+
+    def write_withheld(self, people: int) -> None:
+        """How many people with an erasure request upstream's tables still held in the window (not read)."""
+        self._write_json("withheld.json", {"people": people})
+
+    def read_withheld(self) -> int:
+        relative = self._at("withheld.json")
+        return json.loads(self.store.read_text(relative))["people"] if self.store.exists(relative) else 0
 
     def write_baseline(self, model_name: str, metrics: dict) -> None:
         """Holdout metrics of a fallback model: the baseline every model's metrics are shown next to."""

@@ -55,6 +55,10 @@ class RunStore(Protocol):
         """Paths (relative to the root) no committed artifact accounts for: a writer's temporary files,
         or files of a commit that never finished; records (small files written whole) among them."""
 
+    def sweep_cache(self) -> int:
+        """Drop from this machine's cache every artifact the store no longer holds as cached (removed, or
+        committed again: pruned, or rewritten by an erasure); returns the artifacts dropped."""
+
 
 def is_object_store(root: str | Path) -> bool:
     text = str(root)
@@ -120,6 +124,9 @@ class LocalStore:
     def children(self, relative: str) -> list[str]:
         path = self.root / relative
         return sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+
+    def sweep_cache(self) -> int:
+        return 0  # no cache: readers read the folder itself
 
     def unaccounted(self) -> list[str]:
         # Writers here write into a temporary name and rename it into place (see write_text).
@@ -248,6 +255,24 @@ class ObjectStore:
                     found["type"] == "file" for found in self.fs.find(entry["name"], detail=True).values()):
                 names.add(entry["name"].rstrip("/").rsplit("/", 1)[-1])
         return sorted(names - {MANIFEST})
+
+    def sweep_cache(self) -> int:
+        dropped = 0
+        for cached in sorted(self.cache.rglob(MANIFEST)) if self.cache.is_dir() else []:
+            folder = cached.parent
+            relative = folder.relative_to(self.cache).as_posix()
+            try:
+                remote = json.loads(self.fs.cat_file(f"{self._remote(relative)}/{MANIFEST}").decode())["commit"]
+            except FileNotFoundError:
+                remote = None
+            try:
+                local = json.loads(cached.read_text())["commit"]
+            except (FileNotFoundError, ValueError, KeyError):
+                continue  # being replaced by a fetch on this machine now
+            if remote != local:
+                _remove_local(folder)
+                dropped += 1
+        return dropped
 
     def unaccounted(self) -> list[str]:
         keys = self._find(self.base)

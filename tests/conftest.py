@@ -39,7 +39,7 @@ os.environ.update({
 END = datetime(2026, 11, 27, 2, tzinfo=timezone.utc)
 
 # Test tiers, one folder each: `make test-<tier>` runs one (`pytest -m <tier>`), `make test` all of them.
-TIERS = ("unit", "db", "dag", "ui", "quality")
+TIERS = ("unit", "db", "erasure", "dag", "ui", "quality")
 
 
 def pytest_collection_modifyitems(config, items):

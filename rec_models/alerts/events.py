@@ -20,6 +20,7 @@ EVENTS = {
     "retention_failed": "a retention step failed",
     "disk_low": "not enough free disk for the night",
     "deadline_missed": "the night had not published by its deadline",
+    "erasure_failed": "an erasure of personal data failed",
 }
 # A model's name, also inside a task id (train_mf, score_users_two_tower).
 _MODELS = re.compile(r"(?<![a-z0-9])(" + "|".join(sorted((*MODEL_NAMES, FALLBACKS, POPULARITY, FEATURE_POPULARITY,

@@ -10,6 +10,9 @@ import numpy as np
 
 # The id spaces a model's tables are indexed by.
 SPACES = ("user", "video", "user_feature", "item_feature")
+# The user id of a row whose person was erased: no source id is negative (the rules reject them), so
+# it matches nobody and a warm start carries nothing of that row.
+ERASED_USER = -1
 
 
 @dataclass(frozen=True)

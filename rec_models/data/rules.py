@@ -2,7 +2,9 @@
 extract reads only the rows that pass them, so the two can never disagree.
 
 Each source has a ``checked`` query: the rows of the run's window with one computed ``reason``
-column (NULL for a good row; otherwise the first rule the row breaks) and normalised values.
+column (NULL for a good row; otherwise the first rule the row breaks) and normalised values. Rows of
+people who asked to be forgotten (rec.erasure_requests) are not read at all: neither judged, nor
+quarantined, nor extracted, even while upstream's tables still hold them.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ def views_check() -> SourceCheck:
             FROM video_views w
             WHERE (w.viewed_at IS NULL OR w.viewed_at < %(end)s)
               AND (w.viewed_at IS NULL OR w.viewed_at >= %(window_start)s OR w.viewed_at < %(service_start)s)
+              AND {not_erased}
         ),
         checked_views AS (
             SELECT w.user_id, w.video_id, w.viewed_at, w.watch_seconds,
@@ -75,7 +78,7 @@ def views_check() -> SourceCheck:
                     WHEN w.copy_number > 1 THEN 'duplicate row'
                 END AS reason
             FROM windowed w LEFT JOIN good_videos g ON g.video_id = w.video_id
-        )""").format(videos=_videos_checked()))
+        )""").format(videos=_videos_checked(), not_erased=not_erased("w.user_id")))
 
 
 def visits_check() -> SourceCheck:
@@ -88,6 +91,7 @@ def visits_check() -> SourceCheck:
             WHERE (d.visit_date IS NULL OR d.visit_date < (%(end)s AT TIME ZONE 'UTC')::date)
               AND (d.visit_date IS NULL OR d.visit_date >= (%(window_start)s AT TIME ZONE 'UTC')::date
                    OR d.visit_date < (%(service_start)s AT TIME ZONE 'UTC')::date)
+              AND {not_erased}
         ),
         -- The hostname regex is costly: judge each distinct domain once, not every row.
         judged_domains AS (
@@ -116,7 +120,13 @@ def visits_check() -> SourceCheck:
                     WHEN c.copy_number > 1 THEN 'duplicate row'
                 END AS reason
             FROM counted c
-        )""").format())
+        )""").format(not_erased=not_erased("d.user_id")))
+
+
+def not_erased(user_column: str) -> sql.Composed:
+    """A condition true for rows of people with no erasure request (a hash anti-join on a small table)."""
+    return sql.SQL("NOT EXISTS (SELECT 1 FROM rec.erasure_requests e WHERE e.user_id = {})").format(
+        sql.SQL(user_column))
 
 
 def rule_params(end, window_start, service_start) -> dict:

@@ -3,6 +3,7 @@ store them as column files in the run folder (the input of every model task)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -56,6 +57,19 @@ class Snapshot:
         (tmp / "video_text.json").write_text(json.dumps({str(k): v for k, v in self.video_text.items()}))
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)  # a reader sees the whole snapshot or none
+
+    def without_users(self, user_ids: np.ndarray) -> tuple["Snapshot", dict[int, int]]:
+        """This snapshot without the views and visits of these people, and the rows removed per person."""
+        views = np.isin(self.view_user, user_ids)
+        visits = np.isin(self.visit_user, user_ids)
+        removed = np.concatenate([self.view_user[views], self.visit_user[visits]])
+        people, counts = np.unique(removed, return_counts=True)
+        kept = dataclasses.replace(
+            self, view_user=self.view_user[~views], view_video=self.view_video[~views],
+            viewed_at=self.viewed_at[~views], watch_seconds=self.watch_seconds[~views],
+            visit_user=self.visit_user[~visits], visit_domain=self.visit_domain[~visits],
+            visit_date=self.visit_date[~visits], visits=self.visits[~visits])
+        return kept, {int(u): int(n) for u, n in zip(people, counts)}
 
     @classmethod
     def load(cls, folder: Path) -> "Snapshot":

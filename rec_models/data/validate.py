@@ -95,20 +95,28 @@ def _quarantine(conn: psycopg.Connection, check: SourceCheck, run_key: str, para
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(target))
     conn.execute(sql.SQL("CREATE UNLOGGED TABLE {} AS {} SELECT * FROM {}").format(
         target, check.query, sql.Identifier(_CHECKED[check.table])), params)
-    row_columns = sql.SQL("to_jsonb(c) - 'reason' - 'copy_number' - 'domains_that_day'")
+    # One quarantine row per rejected source row: a row already quarantined by an earlier night whose
+    # window held it too is kept as it is, seen again. Identical rows are told apart by their number
+    # among themselves, so each copy is one row.
     conn.execute(
         sql.SQL(
-            "INSERT INTO rec.rejected_rows (run_key, source_table, reason, row_data) "
-            "SELECT %(run_key)s, %(table)s, c.reason, {} FROM {} c WHERE c.reason IS NOT NULL"
-        ).format(row_columns, target),
-        {"run_key": run_key, "table": check.table},
+            "WITH rejected AS (SELECT c.reason, to_jsonb(c) - 'reason' AS row_data FROM {} c "
+            "WHERE c.reason IS NOT NULL), "
+            "numbered AS (SELECT reason, row_data, row_number() OVER (PARTITION BY reason, row_data::text) AS copy "
+            "FROM rejected) "
+            "INSERT INTO rec.rejected_rows (run_key, source_table, reason, row_data, row_hash, last_seen_end) "
+            "SELECT %(run_key)s, %(table)s, reason, row_data, md5(reason || ':' || copy || ':' || row_data::text), "
+            "%(end)s FROM numbered "
+            "ON CONFLICT (source_table, row_hash) DO UPDATE "
+            "SET last_seen_end = greatest(rec.rejected_rows.last_seen_end, EXCLUDED.last_seen_end)"
+        ).format(target),
+        {"run_key": run_key, "table": check.table, "end": params["end"]},
     )
     total = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()[0]
     by_reason = dict(
         conn.execute(
-            "SELECT reason, count(*) FROM rec.rejected_rows WHERE run_key = %s AND source_table = %s "
-            "GROUP BY reason ORDER BY count(*) DESC",
-            (run_key, check.table),
+            sql.SQL("SELECT reason, count(*) FROM {} WHERE reason IS NOT NULL GROUP BY reason "
+                    "ORDER BY count(*) DESC, reason").format(target)
         ).fetchall()
     )
     return SourceReport(check.table, rows=total, rejected=sum(by_reason.values()), by_reason=by_reason)
@@ -125,9 +133,9 @@ def _judge(conn: psycopg.Connection, run_key: str, reports: dict[str, SourceRepo
         if report.rejected_share > max_share:
             worst = max(report.by_reason, key=report.by_reason.get)
             examples = conn.execute(
-                "SELECT row_data::text FROM rec.rejected_rows WHERE run_key = %s AND source_table = %s AND reason = %s "
-                "ORDER BY rejected_id LIMIT %s",
-                (run_key, report.table, worst, _EXAMPLES),
+                sql.SQL("SELECT (to_jsonb(c) - 'reason')::text FROM {} c WHERE c.reason = %s LIMIT %s").format(
+                    checked_table(report.table, run_key)),
+                (worst, _EXAMPLES),
             ).fetchall()
             raise SourceDataError(
                 f"{report.table}: {report.rejected} of {report.rows} rows rejected "

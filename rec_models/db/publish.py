@@ -21,6 +21,11 @@ from rec_models.db.outputs import OutputTable, audit_queries
 
 log = logging.getLogger(__name__)
 
+# A partition's erasure (rec_models.db.erasure) and a publish's swap never interleave: each takes this
+# transaction lock, so a list staged before a request arrived is either erased after its swap or
+# withheld in it.
+PUBLISH_LOCK = 727_002
+
 
 class AuditError(RuntimeError):
     """Staged rows broke an output contract: nothing was published."""
@@ -100,11 +105,30 @@ def with_lock_retry(conn: psycopg.Connection, work: Callable[[], object], what: 
     raise TimeoutError(f"could not take the locks for {what} after {max_attempts} attempts")
 
 
-def swap_in(conn: psycopg.Connection, model_run_id: int, outputs: Sequence[OutputTable], **retry) -> float:
+def withhold_requested(conn: psycopg.Connection, output: OutputTable, model_run_id: int,
+                       after_request_id: int) -> int:
+    """In a swap's transaction: take ``PUBLISH_LOCK`` and delete from the staged lists the people whose
+    erasure was requested after ``after_request_id`` (earlier ones were left out at staging)."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (PUBLISH_LOCK,))
+    if output.group_key != "user_id":
+        return 0
+    late = [r[0] for r in conn.execute("SELECT user_id FROM rec.erasure_requests WHERE request_id > %s",
+                                       (after_request_id,)).fetchall()]
+    if not late:
+        return 0
+    return conn.execute(sql.SQL("DELETE FROM {} WHERE model_run_id = %s AND user_id = ANY(%s)").format(
+        staging_name(output, model_run_id)), (model_run_id, late)).rowcount
+
+
+def swap_in(conn: psycopg.Connection, model_run_id: int, outputs: Sequence[OutputTable], *,
+            withhold_after_request: int = 0, **retry) -> float:
     """Attach the staged tables as this run's partitions (replacing an earlier attempt of the same run,
-    atomically for its readers) and mark the run published. One transaction; returns its seconds."""
+    atomically for its readers) and mark the run published, leaving out the lists of people whose
+    erasure was requested after ``withhold_after_request``. One transaction; returns its seconds."""
 
     def work() -> None:
+        for output in outputs:
+            withhold_requested(conn, output, model_run_id, withhold_after_request)
         for output in outputs:
             _replace_partition(conn, output, model_run_id)
         conn.execute("UPDATE rec.model_runs SET status = 'published', published_at = now(), updated_at = now() "

@@ -155,6 +155,13 @@ class Recommender(ABC):
         vectors = self.similarity_vectors()
         yield from top_n(vectors, vectors, k, query_rows=items, exclude_items=items, allowed_items=allowed_items)
 
+    def forget_users(self, rows: np.ndarray) -> int:
+        """Erase what this model holds about these user rows (people who asked to be forgotten): their
+        rows of every table and bag indexed by user are zeroed, so nothing learnt from them stays.
+        Returns the values cleared. Popularity and the domain models keep nothing per user (their state
+        is per video and per domain): nothing to clear."""
+        return 0
+
     # Persistence: arrays in one .npz plus a JSON header; subclasses list what they store.
     def state(self) -> dict[str, np.ndarray]:
         raise NotImplementedError

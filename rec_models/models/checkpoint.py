@@ -4,11 +4,14 @@ and a small header (how it was trained). Each part is written whole or not at al
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
 
-from rec_models.data.id_maps import IdMaps
+import numpy as np
+
+from rec_models.data.id_maps import ERASED_USER, IdMaps
 from rec_models.models import Recommender, load_model
 from rec_models.models.base import CheckpointError
 
@@ -51,3 +54,28 @@ def load_checkpoint(folder: Path, model_name: str, part: str = "model") -> tuple
     if model.name != model_name:
         raise CheckpointError(f"checkpoint at {folder} holds {model.name}, not {model_name}")
     return model, ids, header
+
+
+def forget_in_checkpoint(folder: Path, user_ids: np.ndarray) -> list[int]:
+    """Erase these people from the checkpoint in ``folder``, in place: their rows of both parts are
+    cleared (``Recommender.forget_users``), then their ids in the id maps become ``ERASED_USER``, so a
+    warm start carries nothing of them. Returns the people it held; a rerun after a crash finishes."""
+    ids = IdMaps.load(folder / "ids.npz")
+    rows = np.flatnonzero(np.isin(ids.user, user_ids))
+    if len(rows) == 0:
+        return []
+    for part in ("model", "serve"):
+        if (folder / part).exists():
+            model = load_model(folder / part)
+            model.forget_users(rows)
+            tmp = folder / f"{part}.erasing"
+            shutil.rmtree(tmp, ignore_errors=True)
+            model.save(tmp)
+            shutil.rmtree(folder / part)
+            tmp.rename(folder / part)
+    people = sorted(int(u) for u in ids.user[rows])
+    user = ids.user.copy()
+    user[rows] = ERASED_USER
+    dataclasses.replace(ids, user=user).save(folder / "ids.erasing.npz")
+    (folder / "ids.erasing.npz").replace(folder / "ids.npz")
+    return people

@@ -37,6 +37,8 @@ class NeuralRecommender(Recommender):
     # see rec_models.models.warm), and buffers carried over as they are.
     id_tables: ClassVar[dict[str, tuple[str, str]]] = {}
     carried_buffers: ClassVar[tuple[str, ...]] = ()
+    # Sub-modules that hold per-user bags (a user's domains, their history): their rows are personal data.
+    per_user_bags: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: NeuralConfig | None = None, seed: int = 42):
         self.config = config or self.config_class()
@@ -146,6 +148,21 @@ class NeuralRecommender(Recommender):
             report = train_pointwise(self.module, interactions, settings, validate=validate, device=device)
         self.module.to("cpu").eval()
         return report
+
+    def forget_users(self, rows: np.ndarray) -> int:
+        if self.module is None or len(rows) == 0:
+            return 0
+        rows = torch.as_tensor(np.asarray(rows, dtype=np.int64))
+        state = self.module.state_dict()
+        cleared = 0
+        with torch.no_grad():
+            for key, (space, _) in self.id_tables.items():
+                if space == "user":
+                    cleared += int(state[key][rows].numel())
+                    state[key][rows] = 0
+            for name in self.per_user_bags:
+                cleared += getattr(self.module, name).clear_rows(rows)
+        return cleared
 
     def state(self) -> dict[str, np.ndarray]:
         arrays = {f"param.{k}": v.detach().cpu().numpy() for k, v in self.module.state_dict().items()}

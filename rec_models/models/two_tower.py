@@ -70,6 +70,18 @@ class Bags(nn.Module):
         owner = torch.repeat_interleave(torch.arange(len(rows), device=rows.device), lengths)
         return self.indices[positions], offsets, self.values[positions], owner
 
+    @torch.no_grad()
+    def clear_rows(self, rows: torch.Tensor) -> int:
+        """Empty these rows in place (ids 0, weights 0: the row embeds to zero, its ids are gone);
+        returns the entries cleared. The layout stays, so other rows keep their offsets."""
+        cleared = 0
+        for row in rows.tolist():
+            start, stop = int(self.indptr[row]), int(self.indptr[row + 1])
+            self.indices[start:stop] = 0
+            self.values[start:stop] = 0
+            cleared += stop - start
+        return cleared
+
     def embed(self, table: nn.EmbeddingBag, rows: torch.Tensor) -> torch.Tensor:
         ids, offsets, weights, _ = self.gather(rows)
         return table(ids, offsets, per_sample_weights=weights)
@@ -182,6 +194,7 @@ class TwoTower(NeuralRecommender):
     id_tables = {"user_feature.weight": ("user_feature", "zero"), "user_history.weight": ("video", "zero"),
                  "item_id.weight": ("video", "zero"), "item_feature.weight": ("item_feature", "zero"),
                  "item_bias": ("video", "zero")}
+    per_user_bags = ("user_bags", "history", "train_history")
 
     def __init__(self, config: TwoTowerConfig | None = None, seed: int = 42):
         super().__init__(config, seed)

@@ -1,5 +1,5 @@
 """One function per DAG task, callable without Airflow: the DAG and the CLI both call these. By stage:
-``sources`` (before training), ``training``, ``evaluation``, ``scoring``, ``publishing``.
+``erasure`` (first: people who asked to be forgotten), ``sources`` (before training), ``training``, ``evaluation``, ``scoring``, ``publishing``.
 
 Tasks hand each other a run folder (files) and model run ids, never data. Every task is idempotent
 for its run key (the data interval end): a retry or a rerun replaces what an earlier attempt wrote.
@@ -8,6 +8,7 @@ for its run key (the data interval end): a retry or a rerun replaces what an ear
 from __future__ import annotations
 
 from rec_models.names import FALLBACKS, MODEL_NAMES, TWO_TOWER
+from rec_models.pipeline.erasure import erase, file_requests
 from rec_models.pipeline.evaluation import choose_warm, evaluate
 from rec_models.pipeline.publishing import choose_serving, publish, summarize
 from rec_models.pipeline.scoring import score, score_users, score_videos
@@ -16,7 +17,8 @@ from rec_models.pipeline.sources import (DiskShort, NightSkipped, check_interval
 from rec_models.pipeline.training import TrainPlan, plan_training, train
 from rec_models.run import Run
 
-__all__ = ["DiskShort", "NightSkipped", "TrainPlan", "check_interval", "choose_serving", "choose_warm", "evaluate",
+__all__ = ["DiskShort", "NightSkipped", "TrainPlan", "check_interval", "choose_serving", "choose_warm", "erase", "evaluate",
+           "file_requests",
            "extract", "migrate", "next_day_metrics", "plan_training", "publish", "run_all", "score", "score_users",
            "score_videos", "summarize", "train", "validate"]
 
@@ -24,6 +26,7 @@ __all__ = ["DiskShort", "NightSkipped", "TrainPlan", "check_interval", "choose_s
 def run_all(run: Run, models: tuple[str, ...] = MODEL_NAMES) -> dict:
     """The whole nightly run in this process, in DAG order (the CLI and tests use it)."""
     migrate(run)
+    erase(run)
     validate(run)
     next_day_metrics(run)
     extract(run)

@@ -7,10 +7,14 @@ import json
 import logging
 import time
 
+import numpy as np
+
 from rec_models.alerts.events import Alert, raise_alert
 from rec_models.db.connect import connect
 from rec_models.db.health import record_run_health
-from rec_models.db.outputs import OUTPUT_TABLES
+from rec_models.db.erasure import requested_users
+from rec_models.db.outputs import OUTPUT_TABLES, USER_RECOMMENDATIONS
+from rec_models.db.retention import Rule, expire, record_retention
 from rec_models.db.publish import audit_output, drop_staging, point_serving, prune_published, stage_output, swap_in
 from rec_models.db.runs import kept_published
 from rec_models.faults import checkpoint
@@ -31,16 +35,25 @@ def publish(run: Run, model_name: str, evaluation: dict) -> dict:
     expected_groups = scored_groups(out_dir)
     timings = {}
     with connect(run.database_url) as conn:
+        # The extract left requested people out; these are requests filed since (the swap takes later ones).
+        requested, newest_request = requested_users(conn)
         try:
+            withheld = set()
             for output in OUTPUT_TABLES:
                 started = time.perf_counter()
-                stage_output(conn, output, model_run_id, read_output_chunks(out_dir, output, model_run_id))
+                chunks = read_output_chunks(out_dir, output, model_run_id)
+                if output.group_key == "user_id":
+                    chunks = _without_people(chunks, requested, withheld)
+                stage_output(conn, output, model_run_id, chunks)
                 timings[f"stage_{output.name}_s"] = round(time.perf_counter() - started, 3)
+            if withheld:
+                log.warning("%s: lists of %d people who asked to be forgotten left out", model_name, len(withheld))
+                expected_groups[USER_RECOMMENDATIONS.name] -= len(withheld)
             checkpoint("publish:after_stage")
             for output in OUTPUT_TABLES:
                 audit_output(conn, output, model_run_id, expected_groups=expected_groups.get(output.name))
             checkpoint("publish:before_swap")
-            timings["swap_s"] = round(swap_in(conn, model_run_id, OUTPUT_TABLES,
+            timings["swap_s"] = round(swap_in(conn, model_run_id, OUTPUT_TABLES, withhold_after_request=newest_request,
                                               lock_timeout_ms=run.config.swap_lock_timeout_ms), 3)
             checkpoint("publish:after_swap")
         except Exception:
@@ -56,6 +69,16 @@ def publish(run: Run, model_name: str, evaluation: dict) -> dict:
                      (json.dumps(timings), model_run_id))
         conn.commit()
     return {"published": True, "model_run_id": model_run_id, "timings": timings, "pruned": pruned}
+
+
+def _without_people(chunks, people: np.ndarray, withheld: set[int]):
+    """User-list chunks (user id second) without the rows of ``people``, whose ids go into ``withheld``."""
+    for chunk in chunks:
+        drop = np.isin(chunk[1], people)
+        if drop.any():
+            withheld.update(int(u) for u in np.unique(chunk[1][drop]))
+            chunk = [column[~drop] if isinstance(column, np.ndarray) else column for column in chunk]
+        yield chunk
 
 
 def choose_serving(run: Run, evaluations: list[dict]) -> dict:
@@ -85,22 +108,31 @@ def choose_serving(run: Run, evaluations: list[dict]) -> dict:
 
 
 def summarize(run: Run) -> dict:
-    """A compact report of the run, logged and saved next to its files; then older run folders are
-    pruned to the checkpoints of runs still published."""
+    """A compact report of the run, logged and saved next to its files; then retention: older run
+    folders are pruned to the checkpoints of runs still published, and every table's lifetime applied
+    (rec.retention_runs)."""
     with connect(run.database_url) as conn:
         summary = run_summary(conn, run.run_key)
         keep = set(kept_published(conn))
+    summary["personal_data"] = {"requested_people_in_upstream_sources": run.files.read_withheld()}
     run.files.write_summary(summary)
     run.files.unmark_in_use()
+    step = "pruning older run folders"
     try:
         checkpoint("retention:prune")
         removed = prune_run_folders(run.store, run.config.keep_run_folders, keep, run.interval_end)
+        step = "applying the tables' lifetimes"
+        with connect(run.database_url) as conn:
+            rules = [Rule("run folders", f"the newest {run.config.keep_run_folders} nights whole; older ones keep "
+                                         "the checkpoints of runs still published", len(removed)),
+                     *expire(conn, run.interval_end, rejected_days=run.config.keep_rejected_days,
+                             metrics_days=run.config.keep_metrics_days, alerts_days=run.config.keep_alerts_days)]
+            record_retention(conn, run.run_key, rules)
     except Exception as exc:
-        raise_alert(run.database_url, Alert(run.run_key, "retention_failed",
-                                            f"pruning older run folders: {type(exc).__name__}: {exc}"))
+        raise_alert(run.database_url, Alert(run.run_key, "retention_failed", f"{step}: {type(exc).__name__}: {exc}"))
         exc.alerted = True  # the task's failure callback adds no second alert
         raise
-    if removed:
-        log.info("pruned %d paths of older run folders", len(removed))
+    summary["retention"] = {rule.place: rule.removed for rule in rules}
+    run.files.write_summary(summary)
     log.info("run %s summary: %s", run.run_key, json.dumps(summary, default=str))
     return summary

@@ -12,6 +12,7 @@ from rec_models.data.rules import SERVICE_START
 from rec_models.data.snapshot import extract_snapshot
 from rec_models.data.validate import drop_checked, validate_sources
 from rec_models.db.connect import connect
+from rec_models.db.erasure import requested_in_sources
 from rec_models.db.migrate import apply_migrations
 from rec_models.db.next_day import measure, record_next_day, served_runs
 from rec_models.db.runs import record_night_check
@@ -32,8 +33,13 @@ def validate(run: Run) -> dict:
     with connect(run.database_url) as conn:
         reports = validate_sources(conn, run.run_key, run.interval_end, run.window_start, SERVICE_START,
                                    run.config.max_rejected_share)
+        withheld = requested_in_sources(conn, run.window_start, run.interval_end)
     summary = {t: {"rows": r.rows, "rejected": r.rejected, "by_reason": r.by_reason} for t, r in reports.items()}
+    if withheld:
+        log.warning("%d people who asked to be forgotten are still in upstream's tables: their rows are not read",
+                    withheld)
     run.files.write_validation(summary)
+    run.files.write_withheld(withheld)
     checkpoint("validate:done")
     return summary
 

@@ -42,8 +42,11 @@ def test_task_wiring(dagbag):
     ids = {t.task_id for t in dag.tasks}
     models = ("mf", "neumf", "two_tower")
     per_model = {f"{step}_{m}" for step in ("train", "evaluate", "score_videos", "score_users", "publish") for m in models}
-    assert ids == {"migrate", "validate_sources", "next_day_metrics", "extract_snapshot", "check_interval",
-                   "train_fallbacks", "choose_serving", "summary"} | per_model
+    assert ids == {"migrate", "erase_personal_data", "validate_sources", "next_day_metrics", "extract_snapshot",
+                   "check_interval", "train_fallbacks", "choose_serving", "summary"} | per_model
+    # Erasure requests are carried out before the night reads anything.
+    assert dag.get_task("migrate").downstream_task_ids == {"erase_personal_data"}
+    assert dag.get_task("erase_personal_data").downstream_task_ids == {"validate_sources"}
     assert dag.get_task("validate_sources").downstream_task_ids == {"extract_snapshot", "next_day_metrics"}
     # Nothing trains before the data check; the replay of yesterday's lists never holds serving back.
     assert dag.get_task("extract_snapshot").downstream_task_ids == {"check_interval"}
@@ -103,7 +106,8 @@ def test_parsing_imports_no_heavy_modules():
 
 
 def test_every_dag_has_tags_retries_and_docs(dagbag):
-    assert set(dagbag.dags) == {"nightly_recommendations", "rollback_recommendations", "example_downstream_consumer"}
+    assert set(dagbag.dags) == {"nightly_recommendations", "rollback_recommendations", "example_downstream_consumer",
+                                "erase_personal_data"}
     for dag in dagbag.dags.values():
         assert dag.tags and dag.doc_md, dag.dag_id
         assert all(task.retries >= 2 for task in dag.tasks), dag.dag_id
@@ -115,6 +119,14 @@ def test_consumer_runs_on_fresh_recommendations(dagbag):
     consumed = {a.uri for a in consumer.timetable.asset_condition.objects}
     assert "postgres://recs_db:5432/recs/rec/user_recommendations" in published
     assert consumed <= published and consumed
+
+
+def test_erasure_dag_is_manual_files_then_erases(dagbag):
+    dag = dagbag.dags["erase_personal_data"]
+    assert dag.timetable.can_be_scheduled is False or dag.schedule is None
+    assert dag.get_task("file_requests").downstream_task_ids == {"erase"}
+    assert dag.params["users"] == [] and "alert_emails" in dag.params
+    assert not [a for t in dag.tasks for a in t.outlets if a.name.startswith("rec.user_recommendations")]
 
 
 def test_rollback_dag_is_manual_with_params(dagbag):

@@ -18,6 +18,7 @@ LAYERS = [
     {"rec_models.evaluation", "rec_models.training"},
     {"rec_models.models"},
     {"rec_models.scoring", "rec_models.run", "rec_models.report", "rec_models.alerts"},
+    {"rec_models.erasure"},
     {"rec_models.pipeline", "rec_models.ui"},
     {"rec_models.stack"},
     {"rec_models.__main__"},
