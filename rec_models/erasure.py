@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rec_models.run import RunFolder, run_folders
+from rec_models.run import RunFolder, leftover_files, run_folders, sweep_cache
 from rec_models.storage import RunStore
 
 log = logging.getLogger(__name__)
@@ -49,11 +49,12 @@ def erase_from_run_folders(store: RunStore, user_ids: np.ndarray, current: str |
             result.busy.append(folder.location)
             continue
         _erase_in_folder(folder, user_ids, result)
-    for path in store.unaccounted():
-        if not any(path.startswith(busy_slug + "/") for busy_slug in _slugs(store, result.busy)):
+    busy = {location.rstrip("/").rsplit("/", 1)[-1] for location in result.busy}
+    for path in leftover_files(store):  # files of unfinished writes: what no commit or record accounts for
+        if path.split("/", 1)[0] not in busy:
             store.remove(path)
             result.leftovers += 1
-    result.cache_dropped = store.sweep_cache()
+    result.cache_dropped = sweep_cache(store)
     return result
 
 
@@ -71,7 +72,3 @@ def _erase_in_folder(folder: RunFolder, user_ids: np.ndarray, result: FolderEras
                      folder.location)
     for model_name in folder.checkpoint_names():
         result.removed[CHECKPOINTS].update(folder.forget_in_checkpoint(model_name, user_ids))
-
-
-def _slugs(store: RunStore, locations: list[str]) -> list[str]:
-    return [location.rstrip("/").rsplit("/", 1)[-1] for location in locations]

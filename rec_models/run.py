@@ -90,6 +90,12 @@ def run_folders(store: RunStore) -> list["RunFolder"]:
     return [RunFolder(store, name) for name in store.children("") if _SLUG.match(name)]
 
 
+def sweep_cache(store: RunStore) -> int:
+    """Drop from this machine's cache what the store no longer holds (pruned, or rewritten by an
+    erasure), leaving alone the folders of runs going on now; returns the artifacts dropped."""
+    return store.sweep_cache(busy=lambda slug: bool(_SLUG.match(slug)) and RunFolder(store, slug).in_use())
+
+
 def prune_run_folders(store: RunStore | str | Path, keep_nights: int, keep_checkpoints: set[tuple[str, datetime]],
                       current: datetime) -> list[str]:
     """Run folders beyond the newest ``keep_nights`` (and not ``current``'s, nor one a run is using) lose everything but the

@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -55,9 +55,10 @@ class RunStore(Protocol):
         """Paths (relative to the root) no committed artifact accounts for: a writer's temporary files,
         or files of a commit that never finished; records (small files written whole) among them."""
 
-    def sweep_cache(self) -> int:
+    def sweep_cache(self, busy: Callable[[str], bool] = lambda top: False) -> int:
         """Drop from this machine's cache every artifact the store no longer holds as cached (removed, or
-        committed again: pruned, or rewritten by an erasure); returns the artifacts dropped."""
+        committed again: pruned, or rewritten by an erasure), but under top-level folders ``busy`` says a
+        run is writing now (an artifact mid-commit has no manifest for a moment); returns those dropped."""
 
 
 def is_object_store(root: str | Path) -> bool:
@@ -125,7 +126,7 @@ class LocalStore:
         path = self.root / relative
         return sorted(p.name for p in path.iterdir()) if path.is_dir() else []
 
-    def sweep_cache(self) -> int:
+    def sweep_cache(self, busy: Callable[[str], bool] = lambda top: False) -> int:
         return 0  # no cache: readers read the folder itself
 
     def unaccounted(self) -> list[str]:
@@ -256,12 +257,16 @@ class ObjectStore:
                 names.add(entry["name"].rstrip("/").rsplit("/", 1)[-1])
         return sorted(names - {MANIFEST})
 
-    def sweep_cache(self) -> int:
-        dropped = 0
+    def sweep_cache(self, busy: Callable[[str], bool] = lambda top: False) -> int:
+        dropped, skipped = 0, {}
         for cached in sorted(self.cache.rglob(MANIFEST)) if self.cache.is_dir() else []:
             folder = cached.parent
             relative = folder.relative_to(self.cache).as_posix()
-            try:
+            top = relative.split("/", 1)[0]
+            if top not in skipped:
+                skipped[top] = busy(top)
+            if skipped[top]:
+                continue            try:
                 remote = json.loads(self.fs.cat_file(f"{self._remote(relative)}/{MANIFEST}").decode())["commit"]
             except FileNotFoundError:
                 remote = None

@@ -144,11 +144,22 @@ def finish_requests(conn: psycopg.Connection, requests: dict[int, int], removed:
     conn.commit()
 
 
-def record_unfinished(conn: psycopg.Connection, requests: dict[int, int], reason: str) -> None:
-    """These requests stay open: one more attempt, and why it did not finish."""
-    conn.execute("UPDATE rec.erasure_requests SET attempts = attempts + 1, last_error = %s "
-                 "WHERE request_id = ANY(%s)", (reason[:2000], list(requests.values())))
+def record_unfinished(conn: psycopg.Connection, requests: dict[int, int], reason: str) -> int:
+    """These requests stay open: one more attempt, and why it did not finish. Returns the most attempts
+    any of them has had."""
+    attempts = conn.execute("UPDATE rec.erasure_requests SET attempts = attempts + 1, last_error = %s "
+                            "WHERE request_id = ANY(%s) RETURNING attempts",
+                            (reason[:2000], list(requests.values()))).fetchall()
     conn.commit()
+    return max((a[0] for a in attempts), default=0)
+
+
+def open_summary(conn: psycopg.Connection) -> dict:
+    """Requests not done yet: how many, the oldest, and the most attempts one has had (the night's report)."""
+    count, oldest, attempts = conn.execute(
+        "SELECT count(*), min(requested_at), max(attempts) FROM rec.erasure_requests WHERE done_at IS NULL").fetchone()
+    return {"open_requests": count, "oldest_open": oldest.isoformat() if oldest else None,
+            "most_attempts": attempts or 0}
 
 
 def requested_in_sources(conn: psycopg.Connection, window_start, end) -> int:

@@ -8,15 +8,15 @@ from datetime import datetime, timezone
 from rec_models.config import PipelineConfig, param_specs
 from rec_models.db.connect import from_airflow_connection
 from rec_models.names import RECS_CONN_ID, RUN_STORE_CONN_ID
-from rec_models.run import Run
+from rec_models.run import Run, sweep_cache
 from rec_models.storage import is_object_store, options_from_connection
 
 
 def run_from_context(context) -> Run:
     """The Run of the task whose context this is. Params that are not pipeline settings (a DAG's own,
     such as erase_personal_data's ``users``) are left out of its config. What this machine cached of an
-    object store and the store no longer holds (pruned, or rewritten by an erasure) is dropped first:
-    a worker's cache keeps no one erased."""
+    object store and the store no longer holds (pruned, or rewritten by an erasure) is dropped first
+    (but the folders of runs going on now): a worker's cache keeps no one erased."""
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
 
@@ -39,5 +39,5 @@ def run_from_context(context) -> Run:
         config=config,
         storage_options=storage_options,
     )
-    run.store.sweep_cache()
+    sweep_cache(run.store)
     return run

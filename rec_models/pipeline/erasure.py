@@ -13,9 +13,11 @@ from rec_models.db.connect import connect
 from rec_models.db import erasure as tables
 from rec_models.erasure import erase_from_run_folders
 from rec_models.faults import checkpoint
-from rec_models.run import Run
+from rec_models.run import Run, sweep_cache
 
 log = logging.getLogger(__name__)
+# Requests still open after this many attempts (a folder busy night after night) raise an alert.
+STUCK_ATTEMPTS = 3
 
 
 def erase(run: Run, *, nightly: bool = True) -> dict:
@@ -27,7 +29,7 @@ def erase(run: Run, *, nightly: bool = True) -> dict:
     with connect(run.database_url) as conn, tables.erasure_lock(conn):
         requests = tables.open_requests(conn)
         if not requests:
-            return {"requests": 0, "done": 0, "cache_dropped": run.store.sweep_cache()}
+            return {"requests": 0, "done": 0, "cache_dropped": sweep_cache(run.store)}
         people = np.array(sorted(requests), dtype=np.int64)
         try:
             from_tables = tables.erase_rows(conn, people)
@@ -45,8 +47,11 @@ def erase(run: Run, *, nightly: bool = True) -> dict:
         if folders.busy:
             reason = (f"run folders in use by another run now: {', '.join(folders.busy)}; the next erasure "
                       "cleans them")
-            tables.record_unfinished(conn, requests, reason)
+            attempts = tables.record_unfinished(conn, requests, reason)
             log.warning("%d erasure requests stay open: %s", len(requests), reason)
+            if attempts >= STUCK_ATTEMPTS:  # not silent: someone must look at what keeps a folder busy
+                raise_alert(run.database_url, Alert(run.run_key, "erasure_failed", f"open after {attempts} attempts: "
+                                                    f"{reason}", figures={"people waiting": len(requests)}))
         else:
             tables.finish_requests(conn, requests, removed)
     summary = {"requests": len(requests), "done": 0 if folders.busy else len(requests),

@@ -12,7 +12,7 @@ import numpy as np
 from rec_models.alerts.events import Alert, raise_alert
 from rec_models.db.connect import connect
 from rec_models.db.health import record_run_health
-from rec_models.db.erasure import requested_users
+from rec_models.db.erasure import open_summary, requested_users
 from rec_models.db.outputs import OUTPUT_TABLES, USER_RECOMMENDATIONS
 from rec_models.db.retention import Rule, expire, record_retention
 from rec_models.db.publish import audit_output, drop_staging, point_serving, prune_published, stage_output, swap_in
@@ -114,7 +114,8 @@ def summarize(run: Run) -> dict:
     with connect(run.database_url) as conn:
         summary = run_summary(conn, run.run_key)
         keep = set(kept_published(conn))
-    summary["personal_data"] = {"requested_people_in_upstream_sources": run.files.read_withheld()}
+        summary["personal_data"] = {"requested_people_in_upstream_sources": run.files.read_withheld(),
+                                    **open_summary(conn)}
     run.files.write_summary(summary)
     run.files.unmark_in_use()
     step = "pruning older run folders"

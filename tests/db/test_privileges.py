@@ -132,3 +132,33 @@ def test_the_local_stack_creates_the_view_login(published, tmp_path):
         assert conn.execute("SELECT current_user, pg_has_role('rec_ui', 'member')").fetchone() == ("recs_ui", True)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT * FROM user_domain_visits LIMIT 1")
+
+
+def test_the_privacy_role_files_requests_and_reads_nothing_else(published):
+    """rec_privacy (upstream's privacy tooling): INSERT and SELECT on rec.erasure_requests, nothing more;
+    a person with a request has no history through the view's function any more."""
+    from rec_models.ui import queries
+
+    url, run = published
+    pipeline.run_all(run, ("mf",))
+    with psycopg.connect(url) as admin:
+        user_id = admin.execute("SELECT user_id FROM rec.user_recommendations_current WHERE segment = 'hot' "
+                                "LIMIT 1").fetchone()[0]
+    with psycopg.connect(as_role(url, "rec_privacy")) as conn:
+        conn.execute("INSERT INTO rec.erasure_requests (user_id) VALUES (%s)", (user_id,))
+        assert conn.execute("SELECT requested_by FROM rec.erasure_requests WHERE user_id = %s",
+                            (user_id,)).fetchone()[0] == "rec_privacy"
+        conn.commit()
+        for forbidden in ("SELECT * FROM rec.user_recommendations_current LIMIT 1",
+                          "SELECT * FROM rec.rejected_rows",
+                          "SELECT * FROM user_domain_visits LIMIT 1",
+                          "UPDATE rec.erasure_requests SET done_at = now()",
+                          "DELETE FROM rec.erasure_requests"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(forbidden)
+            conn.rollback()
+    with psycopg.connect(as_role(url, "rec_ui")) as conn:
+        assert queries.user_domains(conn, user_id) == []
+    with psycopg.connect(url) as admin:
+        admin.execute("DELETE FROM rec.erasure_requests")
+        admin.commit()

@@ -62,6 +62,28 @@ def test_each_bad_class_is_quarantined_with_its_reason(seeded, small_world):
         assert all(d == d.lower() and not d.startswith("www.") for d in snap.domains)
 
 
+def test_a_rejected_row_is_quarantined_once_however_many_windows_hold_it(seeded, small_world):
+    with psycopg.connect(seeded) as conn:
+        inject_bad_rows(conn, int(small_world.view_user[0]), int(small_world.view_video[0]))
+        first = validate_sources(conn, "night-1", END, WINDOW, SERVICE_START, max_rejected_share=0.5)
+        stored = conn.execute("SELECT count(*) FROM rec.rejected_rows").fetchone()[0]
+        assert stored == sum(r.rejected for r in first.values())
+        # The next night's window holds the same bad rows (a re-delivered day): counted, not stored again.
+        later = END + timedelta(days=1)
+        second = validate_sources(conn, "night-2", later, WINDOW + timedelta(days=1), SERVICE_START, max_rejected_share=0.5)
+        assert sum(r.rejected for r in second.values()) == sum(r.rejected for r in first.values())
+        assert conn.execute("SELECT count(*) FROM rec.rejected_rows").fetchone()[0] == stored
+        assert conn.execute("SELECT count(*) FROM rec.rejected_rows WHERE run_key = 'night-1' AND last_seen_end = %s",
+                            (later,)).fetchone()[0] == stored
+        # Exact duplicates stay one row per copy.
+        copies = conn.execute("SELECT count(*) FROM rec.rejected_rows WHERE reason = 'duplicate row'").fetchone()[0]
+        assert copies == first["video_views"].by_reason.get("duplicate row", 0) + \
+            first["user_domain_visits"].by_reason.get("duplicate row", 0)
+        # A rerun of the first night quarantines the same rows.
+        validate_sources(conn, "night-1", END, WINDOW, SERVICE_START, max_rejected_share=0.5)
+        assert conn.execute("SELECT count(*) FROM rec.rejected_rows").fetchone()[0] == stored
+
+
 def test_domains_are_normalised_not_rejected(seeded, small_world):
     with psycopg.connect(seeded) as conn:
         conn.execute(f"INSERT INTO user_domain_visits VALUES (5, 'WWW.Example-Shop.COM', '{DAY}', 3)")

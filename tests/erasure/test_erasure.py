@@ -31,7 +31,7 @@ from rec_models.db.outputs import USER_RECOMMENDATIONS
 from rec_models.db.publish import stage_output
 from rec_models.erasure import FILE_PLACES
 from rec_models.faults import InjectedFault
-from rec_models.run import Run, run_folders
+from rec_models.run import Run, run_folders, sweep_cache
 from rec_models.storage import ObjectStore, open_store
 from tests.conftest import END
 
@@ -189,9 +189,11 @@ def test_a_person_is_erased_from_every_place_and_never_comes_back(world, monkeyp
     if kind == "s3":
         # The other worker's next task sweeps its cache before reading anything.
         monkeypatch.setenv("RECS_RUN_CACHE", str(tmp / "other-worker"))
-        assert open_store(runs[0].config.run_root, runs[0].storage_options).sweep_cache() > 0
+        assert sweep_cache(open_store(runs[0].config.run_root, runs[0].storage_options)) > 0
         monkeypatch.setenv("RECS_RUN_CACHE", str(tmp / "cache"))
     assert _files_holding(kind, runs, tmp, MARKER) == []
+    # The nights' records stay (an erasure removes people, not what the nights decided and counted).
+    assert runs[1].files.read_validation() and runs[1].files.read_evaluation("mf")
     # The parent night's checkpoints keep their rows, the marker's cleared and unnamed.
     parent = runs[1].files
     model, ids, _ = parent.load_checkpoint("mf")
@@ -210,7 +212,8 @@ def test_a_person_is_erased_from_every_place_and_never_comes_back(world, monkeyp
         assert MARKER not in ids.user and ERASED_USER not in ids.user, name
     assert _files_holding(kind, runs, tmp, MARKER) == []
     night_summary = runs[2].files._read_json("summary.json")
-    assert night_summary["personal_data"] == {"requested_people_in_upstream_sources": 1}
+    assert night_summary["personal_data"] == {"requested_people_in_upstream_sources": 1, "open_requests": 0,
+                                              "oldest_open": None, "most_attempts": 0}
     assert "rejected rows" in night_summary["retention"]
 
 
@@ -240,6 +243,11 @@ def test_a_failed_erasure_stays_open_alerts_and_finishes_on_retry(database_facto
     with psycopg.connect(url) as conn:
         errors = [r[0] for r in conn.execute("SELECT last_error FROM rec.erasure_requests").fetchall()]
         assert all("in use by another run" in e for e in errors)
+    # Night after night busy: the third attempt on says so in an alert, not only in the table.
+    pipeline.erase(run, nightly=False)
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM rec.alerts WHERE event = 'erasure_failed' AND body LIKE %s",
+                            ("%open after 3 attempts%",)).fetchone()[0] == 1
     busy.unmark_in_use()
     assert pipeline.erase(run, nightly=False)["done"] == 2
     with psycopg.connect(url) as conn:

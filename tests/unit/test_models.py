@@ -92,6 +92,28 @@ class ModelContract:
         assert type(loaded) is type(model)
         np.testing.assert_array_equal(_scores(loaded, small_dataset), _scores(model, small_dataset))
 
+    def test_forgotten_users_leave_nothing_in_the_saved_state(self, fitted, small_dataset, tmp_path):
+        """Erasure: after ``forget_users`` no saved array with a row per user (a table of n_users rows,
+        or a bag of n_users + 1 offsets) holds anything for those rows, and other users score as before."""
+        model, _ = fitted
+        model.save(tmp_path / "m")
+        copy = load_model(tmp_path / "m")
+        rows, others = np.array([3, 17]), np.array([5, 6, 40])
+        before = _scores(copy, small_dataset, others)
+        copy.forget_users(rows)
+        np.testing.assert_allclose(_scores(copy, small_dataset, others), before, rtol=1e-6, atol=1e-6)
+        n_users = small_dataset.n_users
+        assert n_users not in (small_dataset.n_videos, small_dataset.n_videos + 1)
+        state = copy.state()
+        for key, array in state.items():
+            if array.ndim and array.shape[0] == n_users:
+                assert not array[rows].any(), key
+            if key.endswith("indptr") and array.shape[0] == n_users + 1:
+                bag = key[:-len("indptr")]
+                for row in rows:
+                    entries = slice(array[row], array[row + 1])
+                    assert not state[bag + "values"][entries].any() and not state[bag + "indices"][entries].any(), bag
+
     def test_batch_equals_single(self, fitted, small_dataset):
         model, split = fitted
         users = np.array([0, 5, 17, 230])
