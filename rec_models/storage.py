@@ -266,7 +266,8 @@ class ObjectStore:
             if top not in skipped:
                 skipped[top] = busy(top)
             if skipped[top]:
-                continue            try:
+                continue
+            try:
                 remote = json.loads(self.fs.cat_file(f"{self._remote(relative)}/{MANIFEST}").decode())["commit"]
             except FileNotFoundError:
                 remote = None

@@ -157,7 +157,7 @@ class NeuralRecommender(Recommender):
         cleared = 0
         with torch.no_grad():
             for key, (space, _) in self.id_tables.items():
-                if space == "user":
+                if space == "user" and key in state:  # NCF's variants hold one part or both
                     cleared += int(state[key][rows].numel())
                     state[key][rows] = 0
             for name in self.per_user_bags:

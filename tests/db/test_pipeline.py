@@ -182,6 +182,8 @@ def test_example_downstream_queries_run(published, query_file):
     with psycopg.connect(url) as conn:
         some_video = conn.execute("SELECT video_id FROM rec.similar_videos_current LIMIT 1").fetchone()[0]
         some_user = conn.execute("SELECT user_id FROM rec.user_recommendations_current LIMIT 1").fetchone()[0]
+        if query_file == "erasure_requests.sql":  # one request to list, rolled back below
+            conn.execute("INSERT INTO rec.erasure_requests (user_id, requested_by) VALUES (%s, 'test')", (some_user,))
         cur = psycopg.RawCursor(conn)
         params = {"similar_videos_for_video.sql": (some_video,), "recommendations_for_user.sql": (some_user,)}.get(query_file)
         cur.execute(text, params)
@@ -191,6 +193,7 @@ def test_example_downstream_queries_run(published, query_file):
             cur.execute(text, (-1,))  # unknown user: the popular fallback
             fallback = cur.fetchall()
             assert fallback and {r[4] for r in fallback} == {"unknown"}
+        conn.rollback()
 
 
 def test_sharded_scoring_equals_unsharded_row_for_row(published, tmp_path):

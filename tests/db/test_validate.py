@@ -68,6 +68,7 @@ def test_a_rejected_row_is_quarantined_once_however_many_windows_hold_it(seeded,
         first = validate_sources(conn, "night-1", END, WINDOW, SERVICE_START, max_rejected_share=0.5)
         stored = conn.execute("SELECT count(*) FROM rec.rejected_rows").fetchone()[0]
         assert stored == sum(r.rejected for r in first.values())
+        conn.commit()
         # The next night's window holds the same bad rows (a re-delivered day): counted, not stored again.
         later = END + timedelta(days=1)
         second = validate_sources(conn, "night-2", later, WINDOW + timedelta(days=1), SERVICE_START, max_rejected_share=0.5)
@@ -79,6 +80,7 @@ def test_a_rejected_row_is_quarantined_once_however_many_windows_hold_it(seeded,
         copies = conn.execute("SELECT count(*) FROM rec.rejected_rows WHERE reason = 'duplicate row'").fetchone()[0]
         assert copies == first["video_views"].by_reason.get("duplicate row", 0) + \
             first["user_domain_visits"].by_reason.get("duplicate row", 0)
+        conn.commit()
         # A rerun of the first night quarantines the same rows.
         validate_sources(conn, "night-1", END, WINDOW, SERVICE_START, max_rejected_share=0.5)
         assert conn.execute("SELECT count(*) FROM rec.rejected_rows").fetchone()[0] == stored
