@@ -112,3 +112,28 @@ def test_cli_steps_and_rollback(seeded, tmp_path):
     assert failed.returncode == 2 and "no earlier published run of model 'neumf'" in failed.stderr
     missing = cli("score", "--model", "neumf", "--end", end, check=False)
     assert missing.returncode == 2 and "run `train --model neumf` first" in missing.stderr
+
+
+def test_cli_forget_files_requests_and_erases_now(seeded, small_world, tmp_path):
+    env = {"DATABASE_URL": seeded, "RECS_RUN_ROOT": str(tmp_path / "runs"), "PATH": "/usr/bin:/bin"}
+
+    def cli(*args, check=True):
+        return subprocess.run([sys.executable, "-m", "rec_models", *args], cwd=ROOT, env=env, capture_output=True,
+                              text=True, check=check)
+
+    pipeline.run_all(Run(database_url=seeded, interval_end=END, config=_config(tmp_path / "runs")), MODELS)
+    people = sorted({int(u) for u in small_world.view_user[:200]})[:3]
+    bulk = tmp_path / "people.csv"
+    bulk.write_text(f"user_id\n{people[1]}\n{people[2]}\n")
+    assert "filed 1 erasure requests" in cli("forget", "--user", str(people[0])).stdout
+    out = cli("forget", "--user", str(people[0]), "--csv", str(bulk), "--now").stdout
+    assert "filed 2 erasure requests (1 already open)" in out and "'done': 3" in out
+    with psycopg.connect(seeded) as conn:
+        assert conn.execute("SELECT count(*) FROM rec.erasure_requests WHERE done_at IS NOT NULL").fetchone()[0] == 3
+        assert conn.execute("SELECT count(*) FROM rec.user_recommendations WHERE user_id = ANY(%s)",
+                            (people,)).fetchone()[0] == 0
+    bulk.write_text("user_id\n12x\n")
+    bad = cli("forget", "--csv", str(bulk), check=False)
+    assert bad.returncode == 2 and "line 2: user id '12x' is not an integer" in bad.stderr
+    bad = cli("forget", "--user", "-4", check=False)
+    assert bad.returncode == 2 and "user ids are positive integers" in bad.stderr
