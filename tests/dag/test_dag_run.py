@@ -88,3 +88,24 @@ def test_a_rejected_model_does_not_hold_back_the_others(dag, recs_db):
                                "JOIN rec.model_runs m USING (model_run_id) WHERE s.output_name = 'user_recommendations'"
                                ).fetchone()
         assert serving == ("two_tower", END)
+
+
+def test_the_erasure_dag_files_a_request_and_carries_it_out(dag, recs_db):
+    """The on-demand DAG an operator triggers for an urgent request: its ``users`` param is filed, then
+    every open request is carried out through the same step the nights start with."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    erase = DagBag(dag_folder=str(ROOT / "dags")).dags["erase_personal_data"]
+    with psycopg.connect(recs_db) as conn:
+        user = conn.execute("SELECT user_id FROM rec.user_recommendations_current WHERE segment = 'hot' "
+                            "LIMIT 1").fetchone()[0]
+    dag_run = erase.test(run_conf={"users": [user]})
+    states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+    assert str(dag_run.state) == "success" and set(states.values()) == {"success"}, states
+    with psycopg.connect(recs_db) as conn:
+        done_at, requested_by, removed = conn.execute(
+            "SELECT done_at, requested_by, removed FROM rec.erasure_requests WHERE user_id = %s", (user,)).fetchone()
+        assert done_at is not None and requested_by == f"airflow:{dag_run.run_id}"
+        assert removed["published lists (current and kept partitions)"] > 0 and removed["checkpoints"] > 0
+        assert conn.execute("SELECT count(*) FROM rec.user_recommendations WHERE user_id = %s",
+                            (user,)).fetchone()[0] == 0
