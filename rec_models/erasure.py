@@ -43,13 +43,13 @@ def erase_from_run_folders(store: RunStore, user_ids: np.ndarray, current: str |
     """Erase these people from every run folder of ``store`` but those another run is using (``current``:
     the slug of the run doing the erasure, whose own folder is never skipped); then drop from this
     machine's cache what the store no longer holds as cached."""
-    result = FolderErasure()
+    result, busy = FolderErasure(), set()
     for folder in run_folders(store):
         if folder.slug != current and folder.in_use():
+            busy.add(folder.slug)
             result.busy.append(folder.location)
             continue
         _erase_in_folder(folder, user_ids, result)
-    busy = {location.rstrip("/").rsplit("/", 1)[-1] for location in result.busy}
     for path in leftover_files(store):  # files of unfinished writes: what no commit or record accounts for
         if path.split("/", 1)[0] not in busy:
             store.remove(path)

@@ -68,7 +68,7 @@ def forget_in_checkpoint(folder: Path, user_ids: np.ndarray) -> list[int]:
         if (folder / part).exists():
             model = load_model(folder / part)
             model.forget_users(rows)
-            tmp = folder / f"{part}.erasing"
+            tmp = folder / f"{part}.erasing.tmp"  # a crash leaves a leftover the next erasure removes
             shutil.rmtree(tmp, ignore_errors=True)
             model.save(tmp)
             shutil.rmtree(folder / part)
