@@ -60,12 +60,13 @@ def erase_from_run_folders(store: RunStore, user_ids: np.ndarray, current: str |
 
 def _erase_in_folder(folder: RunFolder, user_ids: np.ndarray, result: FolderErasure) -> None:
     held: dict[int, int] = {}
-    if folder.has_snapshot():
+    has_snapshot = folder.has_snapshot()
+    if has_snapshot:
         kept, held = folder.load_snapshot().without_users(user_ids)
         if held:
             folder.save_snapshot(kept)
             result.removed[SNAPSHOT_ROWS].update(held)
-    if held or not folder.has_snapshot():
+    if held or not has_snapshot:
         if folder.remove_derived():
             result.removed[DERIVED_FILES].update({person: 1 for person in held})
             log.info("%s: its Dataset, models and scores were removed (derived from people now erased)",

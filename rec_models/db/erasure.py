@@ -104,12 +104,13 @@ def erase_rows(conn: psycopg.Connection, user_ids: np.ndarray) -> dict[str, dict
 
 def _user_tables(conn: psycopg.Connection) -> list[tuple[int, sql.Identifier]]:
     """(model run id, table) of every table of user lists: attached partitions and staging tables."""
-    tables = []
-    for (model_run_id,) in conn.execute("SELECT model_run_id FROM rec.model_runs ORDER BY model_run_id").fetchall():
-        for table in (partition_name(USER_RECOMMENDATIONS, model_run_id), staging_name(USER_RECOMMENDATIONS, model_run_id)):
-            if conn.execute("SELECT to_regclass(%s)", (table.as_string(conn),)).fetchone()[0]:
-                tables.append((model_run_id, table))
-    return tables
+    present = [sql.Identifier("rec", r[0]) for r in conn.execute(
+        "SELECT relname FROM pg_class WHERE relnamespace = 'rec'::regnamespace AND relkind = 'r'").fetchall()]
+    return [(model_run_id, table)
+            for (model_run_id,) in conn.execute("SELECT model_run_id FROM rec.model_runs ORDER BY 1").fetchall()
+            for table in (partition_name(USER_RECOMMENDATIONS, model_run_id),
+                          staging_name(USER_RECOMMENDATIONS, model_run_id))
+            if table in present]
 
 
 def _replace_health_samples(conn: psycopg.Connection, people: list[int]) -> list[int]:
