@@ -114,9 +114,9 @@ clean: stop
 bench-scale-out: $(STAMP)
 	$(PY) -m bench.scale_out --size $(SIZE)
 
-## make bench-nights: an evolving world night by night through the scheduler, train_mode full vs warm (SIZE=S, NIGHTS=14; M: 7+; MODES, FRESH=1)
+## make bench-nights: an evolving world night by night through the scheduler, train_mode full vs warm (SIZE=S, NIGHTS=14; M: 7+; MODES, FRESH=1, RERUN=0)
 bench-nights: $(STAMP)
-	$(PY) -m bench.nights --size $(if $(filter command line environment,$(origin SIZE)),$(SIZE),S) $(if $(NIGHTS),--nights $(NIGHTS)) $(if $(MODES),--modes $(MODES)) $(if $(FRESH),--fresh)
+	$(PY) -m bench.nights --size $(if $(filter command line environment,$(origin SIZE)),$(SIZE),S) $(if $(NIGHTS),--nights $(NIGHTS)) $(if $(MODES),--modes $(MODES)) $(if $(FRESH),--fresh) $(if $(filter 0,$(RERUN)),--no-rerun)
 
 ## make bench-chaos: nights under the scheduler with Celery workers and run files on S3 while workers, the scheduler and PostgreSQL are killed (SIZE=S)
 bench-chaos: $(STAMP)

@@ -41,6 +41,7 @@ from rec_models.db.connect import ensure_database, resolve_database_url, with_da
 from rec_models.db.migrate import apply_migrations
 from rec_models.db.outputs import night_digests
 from rec_models.names import MODEL_NAMES
+from rec_models.run import run_folder
 from rec_models.stack.scheduler import LocalScheduler
 
 OUT = PROJECT_ROOT / "var" / "bench-nights"
@@ -54,7 +55,7 @@ def world_for(size: str, nights: int, last_end):
                              last_end)
 
 
-def run_mode(world, size: str, mode: str, fresh: bool, conf: dict) -> None:
+def run_mode(world, size: str, mode: str, fresh: bool, conf: dict, rerun: bool = True) -> None:
     server = resolve_database_url("postgres")
     names = {"recs": f"bench_nights_{size}_{mode}".lower(), "meta": f"airflow_bench_nights_{size}_{mode}".lower()}
     folder = OUT / size / mode
@@ -78,7 +79,7 @@ def run_mode(world, size: str, mode: str, fresh: bool, conf: dict) -> None:
             path.write_text(json.dumps(record, indent=1, default=str))
         _print_night(mode, record)
     rerun_file = folder / "rerun.json"
-    if pending or not rerun_file.exists():
+    if pending or (rerun and not rerun_file.exists()):
         with LocalScheduler(recs, meta, folder / "airflow", folder / "runs") as scheduler:
             for night in pending:
                 with psycopg.connect(recs) as conn:
@@ -89,9 +90,12 @@ def run_mode(world, size: str, mode: str, fresh: bool, conf: dict) -> None:
                                        timeout=4 * 3600)
                 record = _night_record(recs, world, night, state, scheduler.run_seconds(run_id),
                                        scheduler.task_states(run_id), serving_before)
+                record.update(_night_costs(recs, folder / "runs", world.night_end(night),
+                                           scheduler.task_spans(run_id), record["seconds"]))
                 (folder / f"night_{night:02d}.json").write_text(json.dumps(record, indent=1, default=str))
                 _print_night(mode, record)
-            rerun_file.write_text(json.dumps(_rerun(scheduler, recs, world, mode, folder), indent=1, default=str))
+            if rerun:
+                rerun_file.write_text(json.dumps(_rerun(scheduler, recs, world, mode, folder), indent=1, default=str))
 
 
 def _rerun(scheduler: LocalScheduler, recs: str, world, mode: str, folder: Path) -> dict:
@@ -142,6 +146,20 @@ def _night_record(recs, world, night, state, seconds, tasks, serving_before) -> 
             "failed_tasks": sorted(t for t, s in tasks.items() if s == "failed")}
 
 
+def _night_costs(recs: str, run_root: Path, end, spans: dict[str, tuple[float, float]], seconds: float) -> dict:
+    """Every task's seconds (its tries' span; a mapped task from its first shard's start to its last's
+    end), the training phase's wall seconds (first train task's start to the last one's end) and what
+    is around it, the night's run folder bytes per part and the database's bytes after the night."""
+    train = [span for task, span in spans.items() if task.startswith("train_")]
+    train_wall = max(e for _, e in train) - min(s for s, _ in train) if train else 0.0
+    with psycopg.connect(recs) as conn:
+        database = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+    ordered = sorted(spans.items(), key=lambda item: item[1][0])
+    return {"tasks": {task: round(e - s, 1) for task, (s, e) in ordered}, "train_wall": round(train_wall, 1),
+            "around_training": round(seconds - train_wall, 1),
+            "run_folder_bytes": run_folder(run_root, end).stored_bytes(), "database_bytes": int(database)}
+
+
 def _next_day(conn, end) -> dict:
     """model -> the run that served before the night, its next-day NDCG@10 over every listed user
     ("model") and per segment ("segments": hot, warm, cold), and its popular list's ("popularity")."""
@@ -169,6 +187,38 @@ def _print_night(mode: str, r: dict) -> None:
               f"{_f(nd.get('segments', {}).get('warm')):>6} {_f(nd.get('popularity')):>8} {_f(m.get('churn'), 3):>6} "
               f"{(m.get('train_mode') or '—'):<5} {(m.get('status') or r['skip_reason'] or r['state'])[:60]}"
               + (f"  [{r['bad']}]" if r["bad"] else ""), flush=True)
+    _print_costs(mode, r)
+
+
+def _print_costs(mode: str, r: dict) -> None:
+    if "tasks" not in r:  # saved by an older bench
+        return
+    print(f"      {mode} night {r['night']} task seconds: "
+          + ", ".join(f"{task} {seconds:.0f}" for task, seconds in r["tasks"].items()), flush=True)
+    parts = r["run_folder_bytes"]
+    print(f"      {mode} night {r['night']}: {_f(r['seconds'], 0)} s, train {r['train_wall']:.0f} s, around training "
+          f"{r['around_training']:.0f} s; run folder {sum(parts.values()) / 1e9:.2f} GB ("
+          + ", ".join(f"{part} {size / 1e9:.2f}" for part, size in sorted(parts.items(), key=lambda p: -p[1])
+                      if size >= 1e6)
+          + f"), database {r['database_bytes'] / 1e9:.2f} GB", flush=True)
+
+
+def _night_line(size: str, results: list[dict]) -> str | None:
+    """The warm nights' mean seconds (training and around it), night 1's (a full retrain: nothing to
+    continue from), the warm nights' mean run folder and the database after the last night."""
+    warm = [r for r in results if r.get("tasks") and r["state"] == "success" and r["night"] > 1
+            and r["models"] and all(m.get("train_mode") == "warm" for m in r["models"].values())]
+    first = next((r for r in results if r["night"] == 1 and r.get("tasks")), None)
+    if not warm or first is None:
+        return None
+
+    def mean(key):
+        return sum(r[key] for r in warm) / len(warm)
+
+    folder = sum(sum(r["run_folder_bytes"].values()) for r in warm) / len(warm)
+    return (f"{size} night: warm {mean('seconds'):.0f} s (train {mean('train_wall'):.0f} s, around training "
+            f"{mean('around_training'):.0f} s), full {first['seconds']:.0f} s, run folder {folder / 1e9:.2f} GB, "
+            f"database {results[-1]['database_bytes'] / 1e9:.2f} GB")
 
 
 def _f(value, digits: int = 4) -> str:
@@ -206,6 +256,8 @@ def main(argv=None) -> None:
     parser.add_argument("--nights", type=int)
     parser.add_argument("--modes", default="full,warm", help="modes to run (the summary reads every mode saved)")
     parser.add_argument("--fresh", action="store_true", help="drop the saved nights and databases of these modes")
+    parser.add_argument("--no-rerun", dest="rerun", action="store_false",
+                        help="skip clearing and running again the last published night")
     args = parser.parse_args(argv)
     nights = args.nights or DEFAULT_NIGHTS[args.size]
     if args.size == "M" and nights < 7:
@@ -224,12 +276,15 @@ def main(argv=None) -> None:
     print(f"{'night':>5} {'mode':<5} {'model':<9} {'views':>8} {'train s':>8} {'night s':>7} {'holdout':>8} "
           f"{'next-day':>9} {'hot':>6} {'warm':>6} {'popular':>8} {'churn':>6} {'train':<5} gate")
     for mode in args.modes.split(","):
-        run_mode(world, args.size, mode, args.fresh, conf)
-    summaries = {}  # every mode with all its nights saved, run now or before
+        run_mode(world, args.size, mode, args.fresh, conf, args.rerun)
+    summaries, night_line = {}, None  # every mode with all its nights saved, run now or before
     for mode in ("full", "warm"):
         saved = [OUT / args.size / mode / f"night_{n:02d}.json" for n in range(1, nights + 1)]
         if all(path.exists() for path in saved):
-            summaries[mode] = _summary([json.loads(path.read_text()) for path in saved])
+            results = [json.loads(path.read_text()) for path in saved]
+            summaries[mode] = _summary(results)
+            if mode == "warm":
+                night_line = _night_line(args.size, results)
     load = os.getloadavg()[0]
     print(f"\n{'mode':<5} {'train s (all nights)':>21} {'next-day NDCG@10':>17} {'ahead of popular':>17} bad nights kept")
     for mode, s in summaries.items():
@@ -243,11 +298,22 @@ def main(argv=None) -> None:
                   f"{len(rerun['equal'])}/{len(rerun['models'])} models")
     print(f"(load average {load:.2f} on {os.cpu_count()} cores, {time.perf_counter() - started:.0f} s)")
     warm, full = summaries.get("warm"), summaries.get("full")
+    if night_line and args.size == "L":  # L's last line: one warm world's nights (MODES=warm)
+        if warm and full:
+            print(_nights_line(nights, args.size, warm, full))
+        print(night_line)
+        return
+    if night_line:
+        print(night_line)
     if warm and full:
-        ratio = full["train_seconds"] / max(warm["train_seconds"], 1e-9)
-        print(f"nights: {nights} size {args.size}, warm/full train time {ratio:.1f}x, next-day NDCG@10 "
-              f"warm={warm['next_day']:.4f} full={full['next_day']:.4f}, bad nights "
-              f"{warm['bad_kept'] + full['bad_kept']}/{warm['bad_scripted'] + full['bad_scripted']} kept serving")
+        print(_nights_line(nights, args.size, warm, full))
+
+
+def _nights_line(nights: int, size: str, warm: dict, full: dict) -> str:
+    ratio = full["train_seconds"] / max(warm["train_seconds"], 1e-9)
+    return (f"nights: {nights} size {size}, warm/full train time {ratio:.1f}x, next-day NDCG@10 "
+            f"warm={warm['next_day']:.4f} full={full['next_day']:.4f}, bad nights "
+            f"{warm['bad_kept'] + full['bad_kept']}/{warm['bad_scripted'] + full['bad_scripted']} kept serving")
 
 
 if __name__ == "__main__":

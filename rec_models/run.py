@@ -183,6 +183,10 @@ class RunFolder:
     def _at(self, relative: str) -> str:
         return f"{self.slug}/{relative}"
 
+    def stored_bytes(self) -> dict[str, int]:
+        """Bytes the folder holds on its store, per top-level part (snapshot, dataset, models, ...)."""
+        return {part: self.store.bytes_under(self._at(part)) for part in self.store.children(self.slug)}
+
     # Data
     @property
     def snapshot_location(self) -> str:

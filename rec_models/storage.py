@@ -51,6 +51,9 @@ class RunStore(Protocol):
     def children(self, relative: str) -> list[str]:
         """Names directly under ``relative`` (folders and records), sorted."""
 
+    def bytes_under(self, relative: str) -> int:
+        """Bytes stored under ``relative`` (0 when nothing is): what a night's run folder takes."""
+
     def unaccounted(self) -> list[str]:
         """Paths (relative to the root) no committed artifact accounts for: a writer's temporary files,
         or files of a commit that never finished; records (small files written whole) among them."""
@@ -128,6 +131,10 @@ class LocalStore:
 
     def sweep_cache(self, busy: Callable[[str], bool] = lambda top: False) -> int:
         return 0  # no cache: readers read the folder itself
+
+    def bytes_under(self, relative: str) -> int:
+        path = self.root / relative
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
 
     def unaccounted(self) -> list[str]:
         # Writers here write into a temporary name and rename it into place (see write_text).
@@ -279,6 +286,13 @@ class ObjectStore:
                 _remove_local(folder)
                 dropped += 1
         return dropped
+
+    def bytes_under(self, relative: str) -> int:
+        try:
+            return sum(int(entry.get("size") or 0) for entry in
+                       self.fs.find(self._remote(relative), detail=True).values() if entry["type"] == "file")
+        except FileNotFoundError:
+            return 0
 
     def unaccounted(self) -> list[str]:
         keys = self._find(self.base)

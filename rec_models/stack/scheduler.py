@@ -245,6 +245,17 @@ class LocalScheduler:
             seconds[task] = seconds.get(task, 0.0) + float(value)
         return seconds
 
+    def task_spans(self, run_id: str) -> dict[str, tuple[float, float]]:
+        """task id -> (start, end) in epoch seconds of its last try (a mapped task: its first start, last end)."""
+        spans: dict[str, tuple[float, float]] = {}
+        for task, start, end in self.query(
+                "SELECT task_id, extract(epoch FROM start_date), extract(epoch FROM end_date) FROM task_instance "
+                "WHERE dag_id = %s AND run_id = %s AND start_date IS NOT NULL AND end_date IS NOT NULL",
+                (NIGHTLY_DAG, run_id)):
+            old = spans.get(task, (float(start), float(end)))
+            spans[task] = (min(old[0], float(start)), max(old[1], float(end)))
+        return spans
+
     def run_seconds(self, run_id: str) -> float:
         row = self.query("SELECT extract(epoch FROM end_date - start_date) FROM dag_run WHERE dag_id = %s "
                           "AND run_id = %s", (NIGHTLY_DAG, run_id))
