@@ -233,7 +233,7 @@ def readers_check(url: str, world, config: PipelineConfig, publishes: int = 6, r
         ctx, r = contexts[i % 2], runs[i % 2]
         # Re-publishing replaces the run's partitions (DETACH: the lock a long reader blocks), then
         # the serving pointer moves to it.
-        pipeline.publish(ctx, "mf", evaluations[r["model_run_id"]])
+        pipeline.publish(ctx, "mf", [evaluations[r["model_run_id"]]])
         with psycopg.connect(url) as conn:
             point_serving(conn, r["model_run_id"], list(OUTPUTS.values()), allow_older=True)
         report.publishes += 1

@@ -100,8 +100,10 @@ def run(size: str, params: dict) -> dict:
         setup, setup_rss = in_own_process(generate_and_seed)
         record("generate", setup["generate"], rows, setup_rss)
         record("seed (COPY)", setup["seed"], rows, setup_rss)
-        # One step at a time in this process: each has every core (tasks_per_machine 1) unless told otherwise.
-        config = dataclasses.replace(PipelineConfig.from_params({"tasks_per_machine": 1, **params}),
+        # One step at a time in this process: each has every core (tasks_per_machine 1) unless told otherwise;
+        # every model scored and published, so each model's steps are measured.
+        config = dataclasses.replace(PipelineConfig.from_params({"tasks_per_machine": 1, "publish_models": "all",
+                                                                 **params}),
                                      run_root=str(Path("var") / "bench-scale" / size))
         ctx = Run(database_url=url, interval_end=end, config=config)
         step("validate", lambda: pipeline.validate(ctx), rows)
@@ -111,10 +113,10 @@ def run(size: str, params: dict) -> dict:
         for model in models:
             step(f"train_{model}", lambda: pipeline.train(ctx, model), spec.n_views)
             evaluations[model] = step(f"evaluate_{model}", lambda: pipeline.evaluate(ctx, model), spec.n_views)
-        for model, evaluation in evaluations.items():
-            step(f"score_{model}", lambda: pipeline.score(ctx, model, evaluation, evaluations.get("two_tower")),
-                 spec.n_users)
-            step(f"publish_{model}", lambda: pipeline.publish(ctx, model, evaluation), spec.n_users * config.top_n)
+        every_evaluation = list(evaluations.values())
+        for model in evaluations:
+            step(f"score_{model}", lambda: pipeline.score(ctx, model, every_evaluation), spec.n_users)
+            step(f"publish_{model}", lambda: pipeline.publish(ctx, model, every_evaluation), spec.n_users * config.top_n)
         step("choose_serving", lambda: pipeline.choose_serving(ctx, list(evaluations.values())), 1)
     total = time.perf_counter() - started
     nightly_rss = max(x["peak_rss_gib"] for x in steps if x["step"] not in ("generate", "seed (COPY)"))

@@ -23,7 +23,8 @@ Every night at 02:00 UTC, for the data interval that just ended:
    a warm candidate that fails it is retrained from scratch and evaluated again;
 6. **score_videos_*** (top-`top_n` similar videos per active video, the popular list) then
    **score_users_*** mapped over `user_shards` shards (top-`top_n` videos per user, segment
-   hot / warm / cold), for each model that passed;
+   hot / warm / cold), for the model that will serve and those `publish_models` names (`all`: every
+   model that passed); the others that passed are kept as candidates (later nights continue from them);
 7. **publish_***: binary COPY into staging, audit, attach as that run's partitions;
 8. **choose_serving**: one transaction points the `rec.*_current` views at the `serving_model`
    (auto: best holdout NDCG@10 among dot-product models);
@@ -46,9 +47,9 @@ from airflow.sdk.exceptions import AirflowFailException
 
 # Standard library only: cheap to import at parse time.
 from rec_models.config import DAG_RUN_TIMEOUT_MINUTES, PUBLISH_DEADLINE_MINUTES, RETRY_DELAY_MINUTES, param_specs
-from rec_models.names import (FALLBACKS, MODEL_NAMES, MODEL_RUNS, NEXT_DAY_METRICS, NIGHT_CHECKS, OUTPUT_TABLE_NAMES,
-                              POPULAR_VIDEOS, REJECTED_ROWS, SOURCE_TABLE_NAMES, TWO_TOWER, USER_RECOMMENDATIONS,
-                              VIDEO_VIEWS, asset_name, asset_uri)
+from rec_models.names import (DOT_PRODUCT_MODELS, FALLBACKS, MODEL_NAMES, MODEL_RUNS, NEXT_DAY_METRICS, NIGHT_CHECKS,
+                              OUTPUT_TABLE_NAMES, POPULAR_VIDEOS, REJECTED_ROWS, SOURCE_TABLE_NAMES,
+                              USER_RECOMMENDATIONS, VIDEO_VIEWS, asset_name, asset_uri)
 
 OUTPUT_ASSETS = [Asset(name=asset_name(table), uri=asset_uri(table)) for table in OUTPUT_TABLE_NAMES]
 # Lineage (OpenLineage's provider reads each task's inlets and outlets): upstream's tables in, ours out.
@@ -169,25 +170,29 @@ def nightly_recommendations():
 
         return pipeline.evaluate(_run(), model_name)
 
+    # Tonight's publish plan (the serving model and publish_models) decides which models have every
+    # user's list scored and published; scoring skips a model no outcome of the evaluations still
+    # running would publish, and the publish step decides on them all.
     @task
-    def score_videos(model_name: str, evaluation: dict, two_tower: dict) -> list[int]:
+    def score_videos(model_name: str, evaluations: list[dict]) -> list[int]:
         from rec_models import pipeline
 
-        return pipeline.score_videos(_run(), model_name, evaluation, two_tower)
+        return pipeline.score_videos(_run(), model_name, evaluations)
 
     @task
-    def score_users(shard: int, model_name: str, evaluation: dict, two_tower: dict) -> dict:
+    def score_users(shard: int, model_name: str, evaluations: list[dict]) -> dict:
         from rec_models import pipeline
 
-        return pipeline.score_users(_run(), model_name, evaluation, two_tower, shard)
+        return pipeline.score_users(_run(), model_name, evaluations, shard)
 
-    # A model the gate rejected maps its user scoring over no shards, which Airflow marks skipped; a
-    # skip must not spread to the publish step (it records "not published") or to choosing what serves.
+    # A model the gate rejected, or one the plan keeps as a candidate, maps its user scoring over no
+    # shards, which Airflow marks skipped; a skip must not spread to the publish step (it records why it
+    # did not publish) or to choosing what serves.
     @task(outlets=OUTPUT_ASSETS, trigger_rule="none_failed")
-    def publish(model_name: str, evaluation: dict) -> dict:
+    def publish(model_name: str, evaluations: list[dict]) -> dict:
         from rec_models import pipeline
 
-        return pipeline.publish(_run(), model_name, evaluation)
+        return pipeline.publish(_run(), model_name, evaluations)
 
     @task(trigger_rule="none_failed")
     def choose_serving(evaluations: list[dict]) -> dict:
@@ -221,16 +226,19 @@ def nightly_recommendations():
         checked >> trained
         evaluations[name] = evaluate.override(task_id=f"evaluate_{name}")(name)
         [fallbacks, trained] >> evaluations[name]
-    published = []
+    published, every_evaluation = [], list(evaluations.values())
     for name in MODEL_NAMES:
-        shards = score_videos.override(task_id=f"score_videos_{name}")(name, evaluations[name], evaluations[TWO_TOWER])
+        # Its own evaluation and the dot-product models' ("auto" chooses among them; the two-tower places
+        # new videos): a dot-product model is scored without waiting for NeuMF's.
+        known = [evaluations[m] for m in MODEL_NAMES if m == name or m in DOT_PRODUCT_MODELS]
+        shards = score_videos.override(task_id=f"score_videos_{name}")(name, known)
         # One mapped task per user shard: they spread over the executor's workers (Celery, Kubernetes).
         users = score_users.override(task_id=f"score_users_{name}").partial(
-            model_name=name, evaluation=evaluations[name], two_tower=evaluations[TWO_TOWER]).expand(shard=shards)
-        done = publish.override(task_id=f"publish_{name}")(name, evaluations[name])
+            model_name=name, evaluations=known).expand(shard=shards)
+        done = publish.override(task_id=f"publish_{name}")(name, every_evaluation)
         users >> done
         published.append(done)
-    serving = choose_serving(list(evaluations.values()))
+    serving = choose_serving(every_evaluation)
     summarized = summary()
     published >> serving >> summarized
     replayed >> summarized  # a failed replay marks the night, never holds back serving

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 from rec_models.stack.celery_workers import EXECUTORS
 from rec_models.config import PipelineConfig, param_specs
-from rec_models.names import FALLBACKS, MODEL_NAMES, TWO_TOWER
+from rec_models.names import FALLBACKS, MODEL_NAMES
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -131,22 +131,27 @@ def _evaluation(run, model: str) -> dict:
     return evaluation
 
 
+def _evaluations(run, model: str) -> list[dict]:
+    """Every evaluation the night's folder holds (``model``'s required): the publish plan reads them all."""
+    _evaluation(run, model)
+    return [e for e in (run.files.read_evaluation(name) for name in MODEL_NAMES) if e is not None]
+
+
 def cmd_score(args) -> None:
     from rec_models import pipeline
 
     run = _run(args)
-    two_tower = run.files.read_evaluation(TWO_TOWER)
-    print(pipeline.score(run, args.model, _evaluation(run, args.model), two_tower))
+    print(pipeline.score(run, args.model, _evaluations(run, args.model)))
 
 
 def cmd_publish(args) -> None:
     from rec_models import pipeline
 
     run = _run(args)
-    evaluation = _evaluation(run, args.model)
-    print(pipeline.publish(run, args.model, evaluation))
+    evaluations = _evaluations(run, args.model)
+    print(pipeline.publish(run, args.model, evaluations))
     if args.serve:
-        print(pipeline.choose_serving(run, [evaluation]))
+        print(pipeline.choose_serving(run, evaluations))
 
 
 def cmd_rollback(args) -> None:

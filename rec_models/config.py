@@ -183,8 +183,8 @@ class PipelineConfig:
     holdout_days: int = setting(1, "Days of views before the interval end held out for evaluation.", minimum=1)
     history_days: int = setting(180, "Days of history read before the interval end (more than twice holdout_days).",
                                 minimum=3)
-    quality_tolerance: float = setting(0.02, "Publish unless holdout NDCG@10 is worse than the model's published "
-                                             "run by more than this.", minimum=0, maximum=1)
+    quality_tolerance: float = setting(0.02, "Accept a candidate unless its holdout NDCG@10 is worse than the "
+                                             "model's accepted run by more than this.", minimum=0, maximum=1)
     max_rejected_share: float = setting(0.2, "Fail before training when a source has a larger share of bad rows.",
                                         minimum=0, maximum=1)
     include_seen: bool = setting(False, "Allow already-watched videos in user lists.")
@@ -206,9 +206,14 @@ class PipelineConfig:
     serving_model: ServingModel = setting(
         "auto", "Model whose run the _current views show (auto: best holdout NDCG@10 among dot-product models); "
                 "domain-only users are served by the best domain model of the night (choose_warm).")
+    publish_models: str = setting(
+        "serving", "Models whose every user list is scored and published each night: serving (only the model "
+                   "serving_model chooses), all (every model that passed its gate, to query side by side), or a "
+                   "comma-separated list of model names published besides the serving one. The others are "
+                   "evaluated and kept as candidates (a later night continues from and is gated against them).")
     # Night after night: continue from the last published run's weights, retrain from scratch now and then.
     train_mode: Literal["auto", "full", "warm"] = setting(
-        "auto", "full: every model from scratch; warm: continue from its parent (the latest published run before "
+        "auto", "full: every model from scratch; warm: continue from its parent (the latest accepted run before "
                 "this interval) on recent views plus a sample of older ones; auto: warm, with a full retrain every "
                 "full_retrain_every nights, when no usable checkpoint exists, when the settings that shape the "
                 "weights changed, or when the warm candidate fails its gate.")
@@ -229,7 +234,8 @@ class PipelineConfig:
              "of the median day of the 7 before it: a partial day; no views at all always skip.", minimum=0,
         maximum=1)
     keep_run_folders: int = setting(3, "Run folders of the newest nights kept whole; older ones keep only the "
-                                       "checkpoints of runs still published.", minimum=1)
+                                       "checkpoints of runs still published and of each model's latest accepted "
+                                       "run.", minimum=1)
     # Retention (README "Personal data"): how long each place keeps what it holds, enforced nightly.
     keep_rejected_days: int = setting(30, "Quarantined source rows are deleted this many days after the last night "
                                           "whose window held them.", minimum=1)
@@ -264,7 +270,8 @@ class PipelineConfig:
                                              "go to; empty: none.")
     disk_free_margin: float = setting(
         1.5, "Before training: fail the night early (the published runs keep serving) unless the run root has this "
-             "many times the bytes of the newest earlier run folder free.", minimum=1)
+             "many times the bytes of the newest earlier run folder free, and the database's disk this many times "
+             "what tonight's publishes are expected to add.", minimum=1)
     run_root: str = setting(description="Folder or object-store URL (s3://bucket/prefix) for run files "
                                         "(RECS_RUN_ROOT).", operator=False,
                             default_factory=lambda: os.environ.get("RECS_RUN_ROOT",
@@ -276,6 +283,20 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         _check_fields(self, "")
         _require(self.history_days > 2 * self.holdout_days, "history_days must exceed twice holdout_days")
+        self.published_besides_serving()  # names a bad value
+
+    def published_besides_serving(self) -> tuple[str, ...]:
+        """The models ``publish_models`` publishes besides the serving one (every model for "all")."""
+        value = self.publish_models.strip()
+        if value == "serving":
+            return ()
+        if value == "all":
+            return MODEL_NAMES
+        names = tuple(name.strip() for name in value.split(","))
+        unknown = [name for name in names if name not in MODEL_NAMES]
+        _require(not unknown and bool(names), f"publish_models must be serving, all or model names from "
+                                              f"{', '.join(MODEL_NAMES)} separated by commas, got {value!r}")
+        return names
 
     @classmethod
     def from_params(cls, params: dict[str, Any] | None) -> "PipelineConfig":

@@ -9,6 +9,8 @@ MF = "mf"
 NEUMF = "neumf"
 TWO_TOWER = "two_tower"
 MODEL_NAMES = (MF, NEUMF, TWO_TOWER)
+# Those that score by a dot product of user and video vectors: serving_model "auto" chooses among them.
+DOT_PRODUCT_MODELS = (MF, TWO_TOWER)
 # NCF's stand-alone parts (pretraining, benchmarks); never published by the nightly DAG.
 GMF = "gmf"
 MLP = "mlp"

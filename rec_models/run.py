@@ -220,10 +220,16 @@ class RunFolder:
         return f"models/{model_name}/{purpose}"
 
     def save_model(self, model: Recommender, purpose: str) -> None:
+        """A model without a checkpoint (the fallbacks); a checkpointed model's two parts are its models."""
         with self.store.staged(self._at(self._model_part(model.name, purpose))) as folder:
             model.save(folder)
 
     def load_model(self, model_name: str, purpose: str) -> Recommender:
+        """The evaluated (``eval``) or serving (``serve``) model: from the model's checkpoint when it has
+        one (each model is stored once), else from ``models/``."""
+        self._model_part(model_name, purpose)  # names a bad purpose
+        if self.store.exists(self._checkpoint(model_name)):
+            return self.load_checkpoint(model_name, "model" if purpose == "eval" else "serve")[0]
         return load_model(self.store.fetch(self._at(self._model_part(model_name, purpose))))
 
     # Checkpoints: what a later night continues from (the evaluated model, its id maps, how it was

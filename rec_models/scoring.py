@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rec_models.data.packed import load_packed, save_packed
 from rec_models.config import PipelineConfig
 from rec_models.data.dataset import Dataset
 from rec_models.db.outputs import OutputTable
@@ -48,7 +49,7 @@ class _ChunkWriter:
             return
         name = f"{self.output}_{self.segment or 'all'}_{len(self.files):05d}.npz"
         merged = {k: np.concatenate([p[k] for p in self.parts]) for k in self.parts[0]}
-        np.savez(self.folder / name, **merged)
+        save_packed(self.folder / name, **merged)
         self.files.append(name)
         self.rows += self.buffered
         self.parts, self.buffered = [], 0
@@ -209,12 +210,11 @@ def read_output_chunks(folder: Path, output: OutputTable, model_run_id: int) -> 
     """Chunks of columns in the output table's COPY order, over every scored part."""
     for part in output_parts(folder):
         for entry in part["files"].get(output.name, []):
-            with np.load(part["dir"] / entry["file"]) as chunk:
-                n = len(chunk["rank"])
-                run = np.full(n, model_run_id, dtype=np.int64)
-                if output.name == SIMILAR_VIDEOS:
-                    yield [run, chunk["group"], chunk["rank"], chunk["item"], chunk["score"]]
-                elif output.name == USER_RECOMMENDATIONS:
-                    yield [run, chunk["group"], chunk["rank"], chunk["item"], chunk["score"], entry["segment"]]
-                else:
-                    yield [run, chunk["rank"], chunk["item"], chunk["score"]]
+            chunk = load_packed(part["dir"] / entry["file"])
+            run = np.full(len(chunk["rank"]), model_run_id, dtype=np.int64)
+            if output.name == SIMILAR_VIDEOS:
+                yield [run, chunk["group"], chunk["rank"], chunk["item"], chunk["score"]]
+            elif output.name == USER_RECOMMENDATIONS:
+                yield [run, chunk["group"], chunk["rank"], chunk["item"], chunk["score"], entry["segment"]]
+            else:
+                yield [run, chunk["rank"], chunk["item"], chunk["score"]]

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
+from rec_models.data.packed import load_packed, save_packed
 from rec_models.data.snapshot import Snapshot
 
 DAY = 86_400
@@ -112,7 +113,7 @@ class Dataset:
             matrix = getattr(self, name).tocsr()
             arrays.update({f"{name}.data": matrix.data, f"{name}.indices": matrix.indices,
                            f"{name}.indptr": matrix.indptr, f"{name}.shape": np.array(matrix.shape)})
-        np.savez(tmp / "arrays.npz", **arrays)
+        save_packed(tmp / "arrays.npz", **arrays)
         (tmp / "meta.json").write_text(json.dumps({
             "user_feature_names": self.user_feature_names, "item_feature_names": self.item_feature_names,
             "end": self.end, "video_text": {str(k): v for k, v in self.video_text.items()}}))
@@ -122,12 +123,12 @@ class Dataset:
     @classmethod
     def load(cls, folder: Path) -> "Dataset":
         meta = json.loads((folder / "meta.json").read_text())
-        with np.load(folder / "arrays.npz") as arrays:
-            fields = {name: arrays[name] for name in _ARRAYS if name in arrays.files}  # older runs: no days
-            for name in _MATRICES:
-                fields[name] = sparse.csr_matrix(
-                    (arrays[f"{name}.data"], arrays[f"{name}.indices"], arrays[f"{name}.indptr"]),
-                    shape=tuple(arrays[f"{name}.shape"]))
+        arrays = load_packed(folder / "arrays.npz")
+        fields = {name: arrays[name] for name in _ARRAYS if name in arrays}  # older runs: no days
+        for name in _MATRICES:
+            fields[name] = sparse.csr_matrix(
+                (arrays[f"{name}.data"], arrays[f"{name}.indices"], arrays[f"{name}.indptr"]),
+                shape=tuple(int(n) for n in arrays[f"{name}.shape"]))
         return cls(**fields, user_feature_names=meta["user_feature_names"],
                    item_feature_names=meta["item_feature_names"], end=meta["end"],
                    video_text={int(k): v for k, v in meta["video_text"].items()})

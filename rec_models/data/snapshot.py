@@ -16,6 +16,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from rec_models.data.packed import load_packed, save_packed
 from rec_models.data.rules import rule_params, videos_check, views_check, visits_check
 from rec_models.db.bulk import copy_out_columns
 
@@ -48,11 +49,12 @@ class Snapshot:
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        np.savez(tmp / "views.npz", user=self.view_user, video=self.view_video, viewed_at=self.viewed_at,
-                 watch_seconds=self.watch_seconds)
-        np.savez(tmp / "videos.npz", video_id=self.video_id, is_active=self.is_active, published_at=self.published_at)
-        np.savez(tmp / "visits.npz", user=self.visit_user, domain=self.visit_domain, date=self.visit_date,
-                 visits=self.visits)
+        save_packed(tmp / "views.npz", user=self.view_user, video=self.view_video, viewed_at=self.viewed_at,
+                    watch_seconds=self.watch_seconds)
+        save_packed(tmp / "videos.npz", video_id=self.video_id, is_active=self.is_active,
+                    published_at=self.published_at)
+        save_packed(tmp / "visits.npz", user=self.visit_user, domain=self.visit_domain, date=self.visit_date,
+                    visits=self.visits)
         (tmp / "meta.json").write_text(json.dumps({"domains": self.domains, "end": self.end}))
         (tmp / "video_text.json").write_text(json.dumps({str(k): v for k, v in self.video_text.items()}))
         shutil.rmtree(folder, ignore_errors=True)
@@ -73,7 +75,7 @@ class Snapshot:
 
     @classmethod
     def load(cls, folder: Path) -> "Snapshot":
-        views, videos, visits = (np.load(folder / f) for f in ("views.npz", "videos.npz", "visits.npz"))
+        views, videos, visits = (load_packed(folder / f) for f in ("views.npz", "videos.npz", "visits.npz"))
         meta = json.loads((folder / "meta.json").read_text())
         text = {int(k): v for k, v in json.loads((folder / "video_text.json").read_text()).items()}
         return cls(

@@ -28,12 +28,15 @@ class ServedRun:
 
 
 def served_runs(conn: psycopg.Connection, interval_start: datetime) -> list[ServedRun]:
-    """Per model, the published run that served through the interval starting at ``interval_start``:
-    its latest published run whose data ends by then, with its outputs still kept."""
+    """The runs published by the latest night whose data ends by ``interval_start`` (outputs still kept):
+    what served through the interval starting then (the serving model's, and any other model's that
+    publish_models published that night; an older night's lists of a model no longer published are not)."""
+    kept = "published_at IS NOT NULL AND coalesce(status_reason, '') NOT LIKE 'pruned%%'"
     rows = conn.execute(
         "SELECT DISTINCT ON (model_name) model_run_id, model_name, data_interval_start, data_interval_end "
-        "FROM rec.model_runs WHERE published_at IS NOT NULL AND data_interval_end <= %s "
-        "AND coalesce(status_reason, '') NOT LIKE 'pruned%%' ORDER BY model_name, data_interval_end DESC",
+        f"FROM rec.model_runs WHERE {kept} AND data_interval_end = (SELECT max(data_interval_end) "
+        f"FROM rec.model_runs WHERE {kept} AND data_interval_end <= %s) "
+        "ORDER BY model_name, data_interval_end DESC",
         (interval_start,)).fetchall()
     return [ServedRun(int(r[0]), r[1], r[2], r[3]) for r in rows]
 

@@ -8,6 +8,10 @@ from datetime import datetime
 
 import psycopg
 
+# A run that passed its gate: published, or kept as a candidate (runs published before accepted_at
+# existed have it set by migration 009).
+ACCEPTED = "(accepted_at IS NOT NULL OR published_at IS NOT NULL)"
+
 
 def record_model_run(conn: psycopg.Connection, *, run_key: str, dag_run_id: str | None, model_name: str,
                      interval_start: datetime | None, interval_end: datetime, params: dict, counts: dict,
@@ -33,6 +37,8 @@ def record_model_run(conn: psycopg.Connection, *, run_key: str, dag_run_id: str 
             train_mode = EXCLUDED.train_mode, parent_model_run_id = EXCLUDED.parent_model_run_id,
             status = CASE WHEN EXISTS (SELECT 1 FROM rec.serving s WHERE s.model_run_id = m.model_run_id)
                           THEN m.status ELSE 'candidate' END,
+            accepted_at = CASE WHEN EXISTS (SELECT 1 FROM rec.serving s WHERE s.model_run_id = m.model_run_id)
+                               THEN m.accepted_at END,
             status_reason = NULL
         RETURNING model_run_id
         """,
@@ -48,19 +54,21 @@ def record_model_run(conn: psycopg.Connection, *, run_key: str, dag_run_id: str 
     return int(row[0])
 
 
-def latest_published(conn: psycopg.Connection, model_name: str, other_than: int,
-                     interval_end: datetime) -> tuple[int, float] | None:
-    """(model run id, holdout NDCG@10) of the model's published run with the latest data, up to
-    ``interval_end``, other than ``other_than`` (tonight's candidate): the run this night would have
-    been compared with on schedule. Ordered by data, not by publish time, so a backfill of an older
-    night published meanwhile does not become tonight's baseline."""
-    row = _gated_against(conn, "(metrics->>'ndcg@10')::float8", model_name, other_than, interval_end)
-    return (int(row[0]), float(row[1])) if row else None
+def latest_accepted(conn: psycopg.Connection, model_name: str, other_than: int,
+                    interval_end: datetime) -> tuple[int, float, bool] | None:
+    """(model run id, holdout NDCG@10, whether it was published) of the model's accepted run (it passed
+    its gate: published, or kept as a candidate) with the latest data, up to ``interval_end``, other than
+    ``other_than`` (tonight's candidate): the run this night would have been compared with on schedule.
+    Ordered by data, not by decision time, so a backfill of an older night does not become tonight's
+    baseline."""
+    row = _gated_against(conn, "(metrics->>'ndcg@10')::float8, published_at IS NOT NULL", model_name, other_than,
+                         interval_end)
+    return (int(row[0]), float(row[1]), bool(row[2])) if row else None
 
 
 def serving_warm_ndcg(conn: psycopg.Connection, model_name: str, other_than: int,
                       interval_end: datetime) -> float | None:
-    """The domain-only holdout NDCG@10 recorded by the run ``latest_published`` finds, or None when
+    """The domain-only holdout NDCG@10 recorded by the run ``latest_accepted`` finds, or None when
     there is none or it recorded none."""
     row = _gated_against(conn, "(metrics->'warm'->>'ndcg@10')::float8", model_name, other_than, interval_end)
     return float(row[1]) if row and row[1] is not None else None
@@ -68,11 +76,11 @@ def serving_warm_ndcg(conn: psycopg.Connection, model_name: str, other_than: int
 
 def _gated_against(conn: psycopg.Connection, figure: str, model_name: str, other_than: int,
                    interval_end: datetime) -> tuple | None:
-    """(model run id, ``figure``) of the published run tonight's candidate is gated against."""
+    """(model run id, ``figure``) of the accepted run tonight's candidate is gated against."""
     return conn.execute(
         f"SELECT model_run_id, {figure} FROM rec.model_runs "
-        "WHERE model_name = %s AND published_at IS NOT NULL AND model_run_id <> %s AND data_interval_end <= %s "
-        "ORDER BY data_interval_end DESC, published_at DESC LIMIT 1",
+        f"WHERE model_name = %s AND {ACCEPTED} AND model_run_id <> %s AND data_interval_end <= %s "
+        "ORDER BY data_interval_end DESC, coalesce(published_at, accepted_at) DESC LIMIT 1",
         (model_name, other_than, interval_end),
     ).fetchone()
 
@@ -85,9 +93,11 @@ def record_warm_choice(conn: psycopg.Connection, model_run_id: int, choice: dict
 
 
 def record_gate(conn: psycopg.Connection, model_run_id: int, *, publish: bool, reason: str) -> None:
-    """Store the gate's reason; a rejected candidate becomes 'rejected' unless it serves already."""
+    """Store the gate's reason; an accepted candidate gets ``accepted_at``, a rejected one becomes
+    'rejected' unless it serves already."""
     if publish:
-        conn.execute("UPDATE rec.model_runs SET status_reason = %s WHERE model_run_id = %s", (reason, model_run_id))
+        conn.execute("UPDATE rec.model_runs SET status_reason = %s, accepted_at = coalesce(accepted_at, now()) "
+                     "WHERE model_run_id = %s", (reason, model_run_id))
     else:
         conn.execute("UPDATE rec.model_runs SET status = 'rejected', status_reason = %s, updated_at = now() "
                      "WHERE model_run_id = %s AND NOT EXISTS (SELECT 1 FROM rec.serving s WHERE s.model_run_id = %s)",
@@ -105,11 +115,11 @@ def recorded_lineage(conn: psycopg.Connection, run_key: str, model_name: str) ->
 
 
 def parent_run(conn: psycopg.Connection, model_name: str, interval_end: datetime) -> tuple[int, datetime] | None:
-    """(model run id, data interval end) of the model's latest published run whose interval ends before
-    ``interval_end``: the run a warm start continues from."""
+    """(model run id, data interval end) of the model's latest accepted run (published, or kept as a
+    candidate) whose interval ends before ``interval_end``: the run a warm start continues from."""
     row = conn.execute(
         "SELECT model_run_id, data_interval_end FROM rec.model_runs WHERE model_name = %s "
-        "AND published_at IS NOT NULL AND data_interval_end < %s ORDER BY data_interval_end DESC LIMIT 1",
+        f"AND {ACCEPTED} AND data_interval_end < %s ORDER BY data_interval_end DESC LIMIT 1",
         (model_name, interval_end)).fetchone()
     return (int(row[0]), row[1]) if row else None
 
@@ -120,12 +130,22 @@ def run_interval_end(conn: psycopg.Connection, model_run_id: int) -> datetime | 
     return row[0] if row else None
 
 
-def kept_published(conn: psycopg.Connection) -> list[tuple[str, datetime]]:
-    """(model name, data interval end) of every published run whose outputs are still kept (not pruned):
-    the runs whose checkpoints a later night may continue from."""
+def kept_checkpoints(conn: psycopg.Connection) -> list[tuple[str, datetime]]:
+    """(model name, data interval end) of every published run whose outputs are still kept (not pruned),
+    and of each model's latest accepted run: the runs whose checkpoints a later night may continue from,
+    be gated against or roll back to."""
     return [(r[0], r[1]) for r in conn.execute(
         "SELECT model_name, data_interval_end FROM rec.model_runs WHERE published_at IS NOT NULL "
-        "AND coalesce(status_reason, '') NOT LIKE 'pruned%%'").fetchall()]
+        "AND coalesce(status_reason, '') NOT LIKE 'pruned%%' "
+        "UNION (SELECT DISTINCT ON (model_name) model_name, data_interval_end FROM rec.model_runs "
+        f"WHERE {ACCEPTED} ORDER BY model_name, data_interval_end DESC)").fetchall()]
+
+
+def keep_as_candidate(conn: psycopg.Connection, model_run_id: int, reason: str) -> None:
+    """An accepted run that tonight's publish plan leaves unpublished: its reason says so."""
+    conn.execute("UPDATE rec.model_runs SET status_reason = %s, updated_at = now() "
+                 "WHERE model_run_id = %s AND published_at IS NULL", (reason, model_run_id))
+    conn.commit()
 
 
 def record_night_check(conn: psycopg.Connection, *, run_key: str, dag_run_id: str | None,

@@ -7,9 +7,9 @@ for its run key (the data interval end): a retry or a rerun replaces what an ear
 
 from __future__ import annotations
 
-from rec_models.names import FALLBACKS, MODEL_NAMES, TWO_TOWER
+from rec_models.names import FALLBACKS, MODEL_NAMES
 from rec_models.pipeline.erasure import erase, file_requests
-from rec_models.pipeline.evaluation import choose_warm, evaluate
+from rec_models.pipeline.evaluation import choose_warm, evaluate, publish_plan
 from rec_models.pipeline.publishing import choose_serving, publish, summarize
 from rec_models.pipeline.scoring import score, score_users, score_videos
 from rec_models.pipeline.sources import (DiskShort, NightSkipped, check_interval, extract, migrate, next_day_metrics,
@@ -19,7 +19,7 @@ from rec_models.run import Run
 
 __all__ = ["DiskShort", "NightSkipped", "TrainPlan", "check_interval", "choose_serving", "choose_warm", "erase", "evaluate",
            "file_requests",
-           "extract", "migrate", "next_day_metrics", "plan_training", "publish", "run_all", "score", "score_users",
+           "extract", "migrate", "next_day_metrics", "plan_training", "publish", "publish_plan", "run_all", "score", "score_users",
            "score_videos", "summarize", "train", "validate"]
 
 
@@ -39,11 +39,10 @@ def run_all(run: Run, models: tuple[str, ...] = MODEL_NAMES) -> dict:
     for name in models:
         train(run, name)
         evaluations[name] = evaluate(run, name)
-    two_tower = evaluations.get(TWO_TOWER)
     published = {}
-    for name, evaluation in evaluations.items():
-        score(run, name, evaluation, two_tower)
-        published[name] = publish(run, name, evaluation)
+    for name in evaluations:
+        score(run, name, list(evaluations.values()))
+        published[name] = publish(run, name, list(evaluations.values()))
     serving = choose_serving(run, list(evaluations.values()))
     summarize(run)
     return {"published": published, **serving}

@@ -13,16 +13,18 @@ import numpy as np
 from rec_models.alerts.events import Alert, raise_alert
 from rec_models.data.dataset import Dataset
 from rec_models.db.connect import connect
-from rec_models.db.runs import (latest_published, record_gate, record_model_run, record_warm_choice,
+from rec_models.db.runs import (latest_accepted, record_gate, record_model_run, record_warm_choice,
                                 run_interval_end, serving_warm_ndcg)
 from rec_models.evaluation import evaluate_model
-from rec_models.evaluation.gate import PublishedRun, quality_gate, warm_gate
+from rec_models.evaluation.gate import (PublishedRun, PublishPlan, may_publish, plan_publishing, quality_gate,
+                                        warm_gate)
 from rec_models.faults import checkpoint
 from rec_models.models import build_model
 from rec_models.models.base import CheckpointError
-from rec_models.names import DOMAIN_RIDGE, FEATURE_POPULARITY, POPULARITY, TWO_TOWER
+from rec_models.names import DOMAIN_RIDGE, DOT_PRODUCT_MODELS, FEATURE_POPULARITY, MODEL_NAMES, POPULARITY, TWO_TOWER
 from rec_models.pipeline.training import TrainPlan, train
 from rec_models.run import Run
+from rec_models.threads import set_torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,8 @@ def evaluate(run: Run, model_name: str) -> dict:
 
 def _evaluate(run: Run, model_name: str) -> dict:
     data = run.files.load_dataset()
+    # As train and score do: the three evaluations run side by side on one machine's cores.
+    set_torch_threads(run.config.torch_threads, data.n_views, run.config.tasks_per_machine)
     split = data.holdout(run.config.holdout_days)
     model = run.files.load_model(model_name, "eval")
     started = time.perf_counter()
@@ -78,16 +82,17 @@ def _evaluate(run: Run, model_name: str) -> dict:
                      "positives_per_second": fit["positives_per_second"], "mode_reason": fit["mode_reason"]},
             train_mode=fit["train_mode"], parent_model_run_id=fit["parent_model_run_id"],
         )
-        published = latest_published(conn, model_name, other_than=model_run_id, interval_end=run.interval_end)
+        published = latest_accepted(conn, model_name, other_than=model_run_id, interval_end=run.interval_end)
         published_end = run_interval_end(conn, published[0]) if published else None
     baseline = None
     if published:
-        # Tonight's holdout is not the published run's: score that run's serving model on tonight's, so
+        # Tonight's holdout is not the accepted run's: score that run's serving model on tonight's, so
         # the gate compares the same users and views (its recorded figure only when it cannot be scored).
-        on_tonight = _published_on_holdout(run, model_name, published[0], published_end, data, split)
+        run_id, recorded, was_published = published
+        on_tonight = _published_on_holdout(run, model_name, run_id, published_end, data, split)
         metrics["published_on_holdout"] = on_tonight
-        baseline = PublishedRun(published[0], on_tonight, same_holdout=True) if on_tonight is not None \
-            else PublishedRun(*published)
+        baseline = PublishedRun(run_id, on_tonight if on_tonight is not None else recorded,
+                                same_holdout=on_tonight is not None, published=was_published)
     with connect(run.database_url) as conn:
         conn.execute("UPDATE rec.model_runs SET metrics = %s WHERE model_run_id = %s",
                      (json.dumps(metrics), model_run_id))
@@ -136,3 +141,20 @@ def choose_warm(run: Run, model_name: str, evaluation: dict, two_tower: dict | N
     run.files.write_warm_choice(model_name, choice)
     log.info("%s: domain-only users served by %s (%s)", model_name, choice["model"], choice["reason"])
     return choice
+
+
+def publish_plan(run: Run, evaluations: list[dict]) -> PublishPlan:
+    """Tonight's serving model and the models whose every user list is scored and published
+    (``serving_model``, ``publish_models``); every task of the night derives the same plan."""
+    return plan_publishing(evaluations, run.config.serving_model, run.config.published_besides_serving())
+
+
+def may_be_published(run: Run, model_name: str, evaluations: list[dict]) -> bool:
+    """Whether tonight's plan can still publish the model, with the evaluations in hand (the others pending)."""
+    pending = tuple(name for name in MODEL_NAMES if evaluation_of(evaluations, name) is None)
+    return may_publish(model_name, evaluations, pending, run.config.serving_model,
+                       run.config.published_besides_serving(), DOT_PRODUCT_MODELS)
+
+
+def evaluation_of(evaluations: list[dict], model_name: str) -> dict | None:
+    return next((e for e in evaluations if e and e["model"] == model_name), None)

@@ -11,13 +11,15 @@ import numpy as np
 
 from rec_models.alerts.events import Alert, raise_alert
 from rec_models.db.connect import connect
+from rec_models.db.disk import database_bytes, record_night_bytes
 from rec_models.db.health import record_run_health
 from rec_models.db.erasure import open_summary, requested_users
 from rec_models.db.outputs import OUTPUT_TABLES, USER_RECOMMENDATIONS
 from rec_models.db.retention import Rule, expire, record_retention
 from rec_models.db.publish import audit_output, drop_staging, point_serving, prune_published, stage_output, swap_in
-from rec_models.db.runs import kept_published
+from rec_models.db.runs import keep_as_candidate, kept_checkpoints
 from rec_models.faults import checkpoint
+from rec_models.pipeline.evaluation import evaluation_of, publish_plan
 from rec_models.report import run_summary
 from rec_models.run import Run, prune_run_folders
 from rec_models.scoring import catalogue_counts, read_output_chunks, scored_groups
@@ -25,12 +27,22 @@ from rec_models.scoring import catalogue_counts, read_output_chunks, scored_grou
 log = logging.getLogger(__name__)
 
 
-def publish(run: Run, model_name: str, evaluation: dict) -> dict:
-    """Stage with binary COPY, audit, then attach as this run's partitions in one transaction.
+def publish(run: Run, model_name: str, evaluations: list[dict]) -> dict:
+    """Stage with binary COPY, audit, then attach as this run's partitions in one transaction, for a
+    model tonight's publish plan publishes (an accepted model it leaves out is kept as a candidate).
     Which run the _current views show is decided afterwards, for all models at once (choose_serving)."""
+    evaluation = evaluation_of(evaluations, model_name)
     model_run_id = int(evaluation["model_run_id"])
     if not evaluation["publish"]:
         return {"published": False, "model_run_id": model_run_id, "reason": evaluation["reason"]}
+    plan = publish_plan(run, evaluations)
+    if model_name not in plan.published:
+        reason = (f"{evaluation['reason']}; kept as a candidate, not published: {plan.serving} serves "
+                  f"({plan.reason}) and publish_models is {run.config.publish_models}")
+        run.files.clear_scores(model_name)  # scored before every evaluation was in: not needed after all
+        with connect(run.database_url) as conn:
+            keep_as_candidate(conn, model_run_id, reason)
+        return {"published": False, "model_run_id": model_run_id, "kept_as_candidate": True, "reason": reason}
     out_dir = run.files.scores_dir(model_name)
     expected_groups = scored_groups(out_dir)
     timings = {}
@@ -82,22 +94,19 @@ def _without_people(chunks, people: np.ndarray, withheld: set[int]):
 
 
 def choose_serving(run: Run, evaluations: list[dict]) -> dict:
-    """Point the _current views at one of tonight's published runs, all outputs in one transaction.
+    """Point the _current views at the run tonight's publish plan chose, all outputs in one transaction.
 
     ``serving_model`` "auto" takes the best holdout NDCG@10 among dot-product models; a named model
-    that did not publish tonight falls back to auto. With nothing published, serving stays as it was.
+    that did not pass its gate tonight falls back to auto. With nothing published, serving stays as it was.
     """
-    published = [e for e in evaluations if e and e["publish"]]
-    wanted = run.config.serving_model
-    chosen = next((e for e in published if e["model"] == wanted), None)
-    if chosen is None:
-        if wanted != "auto":
-            log.warning("serving_model %s did not publish tonight: choosing automatically", wanted)
-        candidates = [e for e in published if e["dot_product"]] or published
-        chosen = max(candidates, key=lambda e: e["ndcg@10"], default=None)
-    if chosen is None:
+    plan = publish_plan(run, evaluations)
+    if plan.serving is None:
         log.warning("no model passed the quality gate tonight: the published output stays as it was")
         return {"serving": None}
+    if run.config.serving_model not in ("auto", plan.serving):
+        log.warning("serving_model %s did not pass its gate tonight: %s chosen automatically",
+                    run.config.serving_model, plan.serving)
+    chosen = evaluation_of(evaluations, plan.serving)
     checkpoint("serving:before_switch")
     with connect(run.database_url) as conn:
         moved = point_serving(conn, int(chosen["model_run_id"]), OUTPUT_TABLES,
@@ -109,11 +118,12 @@ def choose_serving(run: Run, evaluations: list[dict]) -> dict:
 
 def summarize(run: Run) -> dict:
     """A compact report of the run, logged and saved next to its files; then retention: older run
-    folders are pruned to the checkpoints of runs still published, and every table's lifetime applied
-    (rec.retention_runs)."""
+    folders are pruned to the checkpoints of runs still published (and each model's latest accepted
+    run), and every table's lifetime applied (rec.retention_runs); then the night's run folder and
+    database bytes, recorded next to what the pre-flight check expected (rec.night_checks)."""
     with connect(run.database_url) as conn:
         summary = run_summary(conn, run.run_key)
-        keep = set(kept_published(conn))
+        keep = set(kept_checkpoints(conn))
         summary["personal_data"] = {"requested_people_in_upstream_sources": run.files.read_withheld(),
                                     **open_summary(conn)}
     run.files.write_summary(summary)
@@ -134,6 +144,12 @@ def summarize(run: Run) -> dict:
         exc.alerted = True  # the task's failure callback adds no second alert
         raise
     summary["retention"] = {rule.place: rule.removed for rule in rules}
+    with connect(run.database_url) as conn:
+        parts = run.files.stored_bytes()
+        summary["disk"] = {"run_folder_bytes": sum(parts.values()), "run_folder_parts": parts,
+                           "database_bytes": database_bytes(conn)}
+        record_night_bytes(conn, run.run_key, run_folder=summary["disk"]["run_folder_bytes"],
+                           database=summary["disk"]["database_bytes"])
     run.files.write_summary(summary)
     log.info("run %s summary: %s", run.run_key, json.dumps(summary, default=str))
     return summary

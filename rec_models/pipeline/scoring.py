@@ -1,4 +1,5 @@
-"""Scoring tasks: similar videos and every user's top-N to the run folder, by shard."""
+"""Scoring tasks: similar videos and every user's top-N to the run folder, by shard, for the models
+tonight's publish plan publishes (the serving one, and those ``publish_models`` names)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import logging
 
 from rec_models.faults import checkpoint
 from rec_models.names import POPULARITY, TWO_TOWER, USER_RECOMMENDATIONS
-from rec_models.pipeline.evaluation import choose_warm
+from rec_models.pipeline.evaluation import choose_warm, evaluation_of, may_be_published, publish_plan
 from rec_models.run import Run
 from rec_models.scoring import ITEMS_PART, ServingModels, user_part_name, write_item_outputs, write_user_outputs
 from rec_models.threads import set_torch_threads
@@ -23,13 +24,22 @@ def _serving_models(run: Run, model_name: str, two_tower: dict | None) -> Servin
                          cold=run.files.load_model(POPULARITY, "serve"), content=content)
 
 
-def score_videos(run: Run, model_name: str, evaluation: dict, two_tower: dict | None = None) -> list[int]:
-    """Similar videos and the popular list to files; returns the user shards to score (none if the
-    model did not pass its gate). Clears earlier attempts' files of this model."""
+def score_videos(run: Run, model_name: str, evaluations: list[dict]) -> list[int]:
+    """Similar videos and the popular list to files; returns the user shards to score: none if the
+    model did not pass its gate or tonight's publish plan keeps it as a candidate whatever the
+    evaluations not in ``evaluations`` yet say (the DAG starts a dot-product model's scoring without
+    waiting for NeuMF's evaluation, which "auto" cannot choose over it). Clears earlier attempts' files."""
     run.files.clear_scores(model_name)
+    evaluation = evaluation_of(evaluations, model_name)
     if not evaluation["publish"]:
         log.info("model run %s did not pass the quality gate: nothing to score", evaluation["model_run_id"])
         return []
+    if not may_be_published(run, model_name, evaluations):
+        plan = publish_plan(run, evaluations)
+        log.info("%s passed its gate and is kept as a candidate: %s serves (%s), publish_models=%s", model_name,
+                 plan.serving, plan.reason, run.config.publish_models)
+        return []
+    two_tower = evaluation_of(evaluations, TWO_TOWER)
     choose_warm(run, model_name, evaluation, two_tower)
     data = run.files.load_dataset()
     set_torch_threads(run.config.torch_threads, data.n_views, run.config.tasks_per_machine)
@@ -38,22 +48,22 @@ def score_videos(run: Run, model_name: str, evaluation: dict, two_tower: dict | 
     return list(range(run.config.user_shards))
 
 
-def score_users(run: Run, model_name: str, evaluation: dict, two_tower: dict | None, shard: int) -> dict:
+def score_users(run: Run, model_name: str, evaluations: list[dict], shard: int) -> dict:
     """Top-N for one shard of the users (idempotent: a retry rewrites exactly this shard's files)."""
     data = run.files.load_dataset()
     set_torch_threads(run.config.torch_threads, data.n_views, run.config.tasks_per_machine)
     shards = run.config.user_shards
     with run.files.staged_scores(model_name, user_part_name(shard)) as folder:
-        rows = write_user_outputs(data, _serving_models(run, model_name, two_tower), run.config, folder, shard,
-                                  shards)
+        rows = write_user_outputs(data, _serving_models(run, model_name, evaluation_of(evaluations, TWO_TOWER)),
+                                  run.config, folder, shard, shards)
     checkpoint("score:done")
     return {"shard": shard, "shards": shards, "rows": rows}
 
 
-def score(run: Run, model_name: str, evaluation: dict, two_tower: dict | None = None) -> dict:
+def score(run: Run, model_name: str, evaluations: list[dict]) -> dict:
     """Videos and every user shard in this process (the CLI and run_all; the DAG maps the shards)."""
-    shards = score_videos(run, model_name, evaluation, two_tower)
+    shards = score_videos(run, model_name, evaluations)
     if not shards:
         return {"scored": False}
-    results = [score_users(run, model_name, evaluation, two_tower, shard) for shard in shards]
+    results = [score_users(run, model_name, evaluations, shard) for shard in shards]
     return {"scored": True, "shards": len(results), "rows": sum(r["rows"][USER_RECOMMENDATIONS] for r in results)}

@@ -12,11 +12,13 @@ from rec_models.data.rules import SERVICE_START
 from rec_models.data.snapshot import extract_snapshot
 from rec_models.data.validate import drop_checked, validate_sources
 from rec_models.db.connect import connect
+from rec_models.db.disk import database_bytes, database_free_bytes, expected_publish_bytes, record_disk_check
 from rec_models.db.erasure import requested_in_sources
 from rec_models.db.migrate import apply_migrations
 from rec_models.db.next_day import measure, record_next_day, served_runs
 from rec_models.db.runs import record_night_check
 from rec_models.faults import checkpoint
+from rec_models.names import MODEL_NAMES
 from rec_models.run import Run, disk_needed
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,8 @@ class NightSkipped(AlertedError):
 
 
 class DiskShort(AlertedError):
-    """The run root has less free space than the night is expected to write: the previous run keeps serving."""
+    """The run root or the database's disk has less free space than the night is expected to write: the
+    previous runs keep serving."""
 
 
 def check_interval(run: Run) -> dict:
@@ -86,18 +89,32 @@ def check_interval(run: Run) -> dict:
 
 def check_disk(run: Run) -> None:
     """Before training: the run root must have ``disk_free_margin`` times what the newest earlier night's
-    run folder took free, or the night fails here, early, with the reason."""
+    run folder took free, and the database's disk that many times what tonight's publishes are expected
+    to add, or the night fails here, early, with the reason. The figures go to rec.night_checks."""
+    margin = run.config.disk_free_margin
     sizes = disk_needed(run.store, run.interval_end)
-    if sizes is None:
-        return
-    used, free = sizes
-    needed = int(used * run.config.disk_free_margin)
-    if free < needed:
-        reason = (f"the run root {run.store.location('')} has {_size(free)} free; the night needs {_size(needed)} "
-                  f"({run.config.disk_free_margin:g} x the {_size(used)} of the last run folder)")
+    models = min(len(MODEL_NAMES), 1 + len(run.config.published_besides_serving()))  # an upper bound
+    with connect(run.database_url) as conn:
+        expected_database = expected_publish_bytes(conn, models)
+        database_free = database_free_bytes(conn)
+        record_disk_check(conn, run.run_key, expected_run_folder=sizes[0] if sizes else None,
+                          run_root_free=sizes[1] if sizes else None, expected_database=expected_database,
+                          database_free=database_free, database_before=database_bytes(conn))
+    short = []
+    if sizes is not None and sizes[1] < sizes[0] * margin:
+        short.append(f"the run root {run.store.location('')} has {_size(sizes[1])} free; the night needs "
+                     f"{_size(sizes[0] * margin)} ({margin:g} x the {_size(sizes[0])} of the last run folder)")
+    if expected_database is not None and database_free is not None and database_free < expected_database * margin:
+        short.append(f"the database's disk has {_size(database_free)} free; tonight's publishes need "
+                     f"{_size(expected_database * margin)} ({margin:g} x the {_size(expected_database)} expected)")
+    if short:
+        reason = "; ".join(short)
         log.error("night %s stops before training: %s", run.run_key, reason)
-        raise_alert(run.database_url, Alert(run.run_key, "disk_low", reason, figures={
-            "free bytes": free, "needed bytes": needed}))
+        figures = {"run root free bytes": sizes[1] if sizes else None,
+                   "run folder bytes expected": sizes[0] if sizes else None,
+                   "database free bytes": database_free, "database bytes expected": expected_database}
+        raise_alert(run.database_url, Alert(run.run_key, "disk_low", reason,
+                                            figures={k: v for k, v in figures.items() if v is not None}))
         raise DiskShort(reason)
 
 

@@ -73,7 +73,7 @@ def train(run: Run, model_name: str, *, plan: TrainPlan | None = None) -> dict:
     """Fit with early stopping on a validation split cut from training data (the evaluated model, kept
     as the checkpoint later nights continue from), then the serving model on all views: one more epoch
     from those weights, or a refit (``serve_fit``). Warm (``train_mode``): both continue from the parent
-    run's checkpoint on recent views plus a sample of older ones. Saves both models in the run folder."""
+    run's checkpoint on recent views plus a sample of older ones. Saves both models in the run's checkpoint."""
     data = run.files.load_dataset()
     set_torch_threads(run.config.torch_threads, data.n_views, run.config.tasks_per_machine)
     if model_name == FALLBACKS:
@@ -92,7 +92,6 @@ def train(run: Run, model_name: str, *, plan: TrainPlan | None = None) -> dict:
     if plan.warm is None:
         eval_report = model.fit(data, before=validation.boundary, validation=validation)
     log.info("%s trained %s (%s)", model_name, plan.mode, plan.reason)
-    run.files.save_model(model, "eval")
     run.files.save_checkpoint(model, IdMaps.of(data), {
         "run_key": run.run_key, "model": model_name, "train_mode": plan.mode, "generation": plan.generation,
         "parent_model_run_id": plan.parent_model_run_id,
@@ -104,7 +103,6 @@ def train(run: Run, model_name: str, *, plan: TrainPlan | None = None) -> dict:
         serve_report = model.fine_tune(data, epochs=1)
     else:
         serve_report = model.refit(data, eval_report)
-    run.files.save_model(model, "serve")
     run.files.add_serving_model(model)
     report = {
         "model": model_name, "best_epoch": eval_report.best_epoch, "epochs_run": eval_report.epochs,

@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from starlette.exceptions import HTTPException
 
+from rec_models.db.disk import night_disk
 from rec_models.ui import pages, queries
 
 # Ids are PostgreSQL bigints, and positive (the pipeline quarantines the others).
@@ -150,8 +151,13 @@ def create_app(database: Callable[[], UIDatabase], user_dependency: Callable[...
         db = database()
         with connect(db) as c:
             h = queries.health(c)
+            nights = night_disk(c)
+        disk = ("<h2>Disk per night</h2><p class='muted'>Expected: the pre-flight check before training (the newest "
+                "earlier run folder; what the newest published runs took, times the models the night may publish); "
+                "the night fails early when the free space is short of that times disk_free_margin.</p>"
+                + pages.disk_table(nights))
         if h is None:
-            return render("Health", "<p>Nothing is published yet.</p>", db)
+            return render("Health", "<p>Nothing is published yet.</p>" + disk, db)
         if not h["computed"]:
             return render("Health", f"<p>Model run {h['run_id']} serves, but its health was not computed when it "
                                     f"published (a run published before this version): the next run has it.</p>", db)
@@ -168,7 +174,7 @@ def create_app(database: Callable[[], UIDatabase], user_dependency: Callable[...
         body += (f"<p class='muted'>Serving model run {h['run_id']} ({escape(h['model'])}, data up to "
                  f"{escape(str(h['end']))}); figures computed when it published, {escape(str(h['computed_at']))}. "
                  f"Users per segment: {segments}.</p>")
-        return render("Health", body, db)
+        return render("Health", body + disk, db)
 
     return app
 

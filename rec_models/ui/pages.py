@@ -156,3 +156,21 @@ def kpis(pairs: list[tuple[str, str, str]]) -> str:
     return "<div class='kpis'>" + "".join(
         f"<div class='kpi'><div class='muted'>{escape(label)}</div><div class='v'>{value}</div>"
         f"<div class='muted'>{escape(note)}</div></div>" for label, value, note in pairs) + "</div>"
+
+
+def _bytes(value) -> str:
+    return "—" if value is None else f"{value / 1e9:,.2f} GB" if abs(value) >= 1e8 else f"{value / 1e6:,.1f} MB"
+
+
+def disk_table(nights: list[dict]) -> str:
+    """Each night's expected bytes (the pre-flight check before training) next to what it took."""
+    if not nights:
+        return "<p class='muted'>No night has been checked yet.</p>"
+    head = ("<tr><th>data up to</th><th>run folder expected</th><th>run folder</th><th>run root free</th>"
+            "<th>publishes expected</th><th>database before</th><th>database after</th><th>database disk free</th></tr>")
+    rows = "".join(
+        f"<tr><td>{escape(str(n['end']))}{'' if n['trained'] else ' <span class=muted>(not trained)</span>'}</td>"
+        f"<td>{_bytes(n['expected_run_folder'])}</td><td>{_bytes(n['run_folder'])}</td><td>{_bytes(n['run_root_free'])}</td>"
+        f"<td>{_bytes(n['expected_database'])}</td><td>{_bytes(n['database_before'])}</td>"
+        f"<td>{_bytes(n['database'])}</td><td>{_bytes(n['database_free'])}</td></tr>" for n in nights)
+    return f"<table>{head}{rows}</table>"

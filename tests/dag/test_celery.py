@@ -33,8 +33,9 @@ from rec_models.storage import open_store
 from tests.conftest import END
 
 # Six shards for two workers of one slot each, prefetch 1: neither worker can take them all.
+# Every model published: the shards of all three spread over the workers.
 CONF = {"top_n": 10, "mf_epochs": 4, "neumf_epochs": 2, "two_tower_epochs": 6, "quality_tolerance": 1.0,
-        "user_shards": 6}
+        "user_shards": 6, "publish_models": "all"}
 
 
 @pytest.fixture(scope="module")

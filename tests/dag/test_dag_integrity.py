@@ -57,11 +57,13 @@ def test_task_wiring(dagbag):
     assert dag.get_task("next_day_metrics").downstream_task_ids == {"summary"}
     for m in models:
         assert dag.get_task(f"evaluate_{m}").upstream_task_ids == {"train_fallbacks", f"train_{m}"}
-        # Warm users of every model's output are served by tonight's two-tower.
-        assert dag.get_task(f"score_videos_{m}").upstream_task_ids == {f"evaluate_{m}", "evaluate_two_tower"}
-        assert dag.get_task(f"score_users_{m}").upstream_task_ids == {f"score_videos_{m}", f"evaluate_{m}",
-                                                                       "evaluate_two_tower"}
-        assert dag.get_task(f"publish_{m}").upstream_task_ids == {f"evaluate_{m}", f"score_users_{m}"}
+        # Scoring reads its own evaluation and the dot-product models' (serving_model auto chooses among
+        # them; the two-tower places new videos); publishing decides on every evaluation.
+        known = {f"evaluate_{name}" for name in ("mf", "two_tower", m)}
+        evaluations = {f"evaluate_{name}" for name in models}
+        assert dag.get_task(f"score_videos_{m}").upstream_task_ids == known
+        assert dag.get_task(f"score_users_{m}").upstream_task_ids == {f"score_videos_{m}"} | known
+        assert dag.get_task(f"publish_{m}").upstream_task_ids == {f"score_users_{m}"} | evaluations
         assert [a.name for a in dag.get_task(f"publish_{m}").outlets] == [
             "rec.similar_videos", "rec.user_recommendations", "rec.popular_videos"]
     assert dag.get_task("choose_serving").upstream_task_ids >= {f"publish_{m}" for m in models}

@@ -41,16 +41,28 @@ def _run(dag):
 
 
 def test_dag_run_publishes_and_rerun_is_idempotent(dag, recs_db):
+    """publish_models=serving (the default): every model trains and is evaluated; only the one chosen to
+    serve is scored and published, the others' user scoring maps over no shards (skipped) and their
+    publish steps record them as kept candidates."""
     dag_run, states = _run(dag)
     assert str(dag_run.state) == "success", states
-    assert set(states.values()) == {"success"}, states
     with psycopg.connect(recs_db) as conn:
-        runs = conn.execute("SELECT model_name, status, dag_run_id, data_interval_start, data_interval_end "
-                            "FROM rec.model_runs ORDER BY model_name").fetchall()
+        runs = conn.execute("SELECT model_name, status, dag_run_id, data_interval_start, data_interval_end, "
+                            "accepted_at IS NOT NULL, status_reason FROM rec.model_runs ORDER BY model_name").fetchall()
         assert [r[0] for r in runs] == ["mf", "neumf", "two_tower"]  # all three ran and were recorded
-        for model, status, dag_run_id, start, end in runs:
-            assert (status, dag_run_id) == ("published", dag_run.run_id), model
+        serving = conn.execute("SELECT m.model_name FROM rec.serving s JOIN rec.model_runs m USING (model_run_id) "
+                               "WHERE s.output_name = 'user_recommendations'").fetchone()[0]
+        for model, status, dag_run_id, start, end, accepted, reason in runs:
+            assert accepted and dag_run_id == dag_run.run_id, model
+            if model == serving:
+                assert status == "published", (model, reason)
+            else:
+                assert status == "candidate" and "kept as a candidate" in reason, (model, reason)
             assert end == END and start == END - timedelta(days=1)  # the cron interval ending at END
+    kept = {m for m in ("mf", "neumf", "two_tower") if m != serving}
+    assert {t for t, state in states.items() if state != "success"} == {f"score_users_{m}" for m in kept}, states
+    assert all(states[f"score_users_{m}"] == "skipped" for m in kept)
+    with psycopg.connect(recs_db) as conn:
         first = conn.execute("SELECT user_id, rank, video_id, score, segment FROM rec.user_recommendations_current "
                              "ORDER BY user_id, rank").fetchall()
         assert first and max(r[1] for r in first) == 10  # the top_n param reached the task

@@ -70,20 +70,27 @@ def test_nights_warm_start_from_their_parents(nights):
     with psycopg.connect(recs) as conn:
         first, second, third = (_runs(conn, results[n]["end"]) for n in (1, 2, 3))
         assert set(first) == {"mf", "neumf", "two_tower"}
+        # publish_models=serving (the default): one model published a night, the others kept as
+        # candidates; every model continues from its own previous run all the same.
+        for runs in (first, second, third):
+            assert sorted(status for *_, status in runs.values()) == ["candidate", "candidate", "published"], runs
         for model in first:
-            assert first[model][1:] == ("full", None, "published"), model
-            assert second[model][1:] == ("warm", first[model][0], "published"), model
-            assert third[model][1:] == ("warm", second[model][0], "published"), model
-        # Each published run keeps the checkpoint a later night continues from.
+            assert first[model][1:3] == ("full", None), model
+            assert second[model][1:3] == ("warm", first[model][0]), model
+            assert third[model][1:3] == ("warm", second[model][0]), model
+        # The newest nights (keep_run_folders 3: nights 2 to 4) keep every checkpoint; night 1's folder
+        # keeps its published run's only (each model's latest accepted run is a newer night's).
+        published_first = {model for model, (*_, status) in first.items() if status == "published"}
         for night in (1, 2, 3):
             slug = results[night]["end"].strftime("%Y-%m-%dT%H%M%SZ")
-            assert {p.name for p in (run_root / slug / "checkpoints").iterdir()} == {"mf", "neumf", "two_tower"}
+            assert {p.name for p in (run_root / slug / "checkpoints").iterdir()} == (
+                published_first if night == 1 else {"mf", "neumf", "two_tower"}), night
 
 
 def test_a_cleared_warm_night_reruns_to_the_same_rows(nights):
     before, state, after = nights[1][3]["rerun"]
     assert state == "success"
-    assert set(before) == {"mf", "neumf", "two_tower"} and after == before
+    assert len(before) == 1 and after == before  # the serving model's run
     assert all(mode == "warm" and rows["user_recommendations"][0] > 0 for mode, _, rows in before.values())
 
 
@@ -95,8 +102,8 @@ def test_each_night_measures_what_served_before_it(nights):
                 "SELECT m.model_name, m.data_interval_end, n.value FROM rec.next_day_metrics n "
                 "JOIN rec.model_runs m USING (model_run_id) WHERE n.run_key = %s AND n.ranker = 'model' "
                 "AND n.segment = 'all' AND n.metric = 'ndcg@10'", (results[night]["end"].isoformat(),)).fetchall()
-            assert {r[0] for r in rows} == {"mf", "neumf", "two_tower"}, night
-            assert {r[1] for r in rows} == {results[night - 1]["end"]}  # yesterday's runs
+            assert len(rows) == 1, night  # the serving model's lists: the only ones published
+            assert {r[1] for r in rows} == {results[night - 1]["end"]}  # yesterday's run
             assert all(0 < r[2] <= 1 for r in rows)
         assert conn.execute("SELECT count(*) FROM rec.next_day_metrics WHERE run_key = %s",
                             (results[1]["end"].isoformat(),)).fetchone()[0] == 0  # nothing served before night 1

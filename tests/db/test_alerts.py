@@ -26,7 +26,7 @@ ALERTS = {"alert_emails": TO, "alert_smtp_conn_id": "recs_test_smtp"}
 
 def _run(url, root, end, **params) -> Run:
     config = PipelineConfig.from_params({"top_n": 10, "mf_epochs": 10, "neumf_epochs": 4, "neumf_pretrain": False,
-                                         "train_mode": "full", "keep_run_folders": 1, **ALERTS, **params})
+                                         "train_mode": "full", "keep_run_folders": 1, "publish_models": "all", **ALERTS, **params})
     return Run(database_url=url, interval_end=end, dag_run_id=f"test_{end:%d}", config=dataclasses.replace(
         config, run_root=str(root)))
 
@@ -80,7 +80,15 @@ def test_a_short_disk_stops_the_night_before_training_and_says_how_short(nights,
     _deliver(url, second)
     [mail] = mail_server.wait_for(lambda m: "not enough free disk" in m.subject, timeout=10)
     assert mail.subject == "[recommendations] night 2026-11-27 02:00: not enough free disk for the night"
-    assert "free; the night needs" in mail.body and "needed bytes:" in mail.body
+    assert "free; the night needs" in mail.body and "run folder bytes expected:" in mail.body
+    # The database's disk too (the embedded server's data directory is on this machine): its free
+    # bytes against what the published runs took, recorded for the health page.
+    assert "the database's disk has" in mail.body and "database bytes expected:" in mail.body
+    with psycopg.connect(url) as conn:
+        expected, free, before = conn.execute(
+            "SELECT expected_database_bytes, database_free_bytes, database_bytes_before FROM rec.night_checks "
+            "WHERE run_key = %s", (second.run_key,)).fetchone()
+    assert 0 < expected < before and free > 0
 
 
 def test_a_night_without_views_is_told(nights, mail_server):

@@ -136,7 +136,8 @@ def test_credentials_from_a_connection_or_the_environment(s3_server, monkeypatch
 def test_a_whole_night_runs_with_its_run_folder_on_the_object_store(s3_server, seeded, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setenv("RECS_RUN_CACHE", str(cache))
-    params = {"top_n": 5, "mf_epochs": 3, "neumf_epochs": 2, "two_tower_epochs": 4, "quality_tolerance": 1.0}
+    params = {"top_n": 5, "mf_epochs": 3, "neumf_epochs": 2, "two_tower_epochs": 4, "quality_tolerance": 1.0,
+              "publish_models": "all"}
     root = f"{s3_server.url}/night-{uuid.uuid4().hex[:6]}"
     run = Run(database_url=seeded, interval_end=END, dag_run_id="s3", storage_options=s3_server.storage_options,
               config=dataclasses.replace(PipelineConfig.from_params(params), run_root=root))
@@ -154,8 +155,8 @@ def test_a_whole_night_runs_with_its_run_folder_on_the_object_store(s3_server, s
     monkeypatch.setenv("RECS_RUN_CACHE", str(tmp_path / "empty-cache"))
     again = Run(database_url=seeded, interval_end=END, dag_run_id="s3", storage_options=s3_server.storage_options,
                 config=run.config)
-    evaluation = again.files.read_evaluation("mf")
-    assert pipeline.score(again, "mf", evaluation, again.files.read_evaluation("two_tower"))["scored"]
-    assert pipeline.publish(again, "mf", evaluation)["published"]
+    evaluations = [again.files.read_evaluation(name) for name in ("mf", "neumf", "two_tower")]
+    assert pipeline.score(again, "mf", evaluations)["scored"]
+    assert pipeline.publish(again, "mf", evaluations)["published"]
     assert user_rows(seeded, mf_run) == first
     assert any((tmp_path / "empty-cache").rglob("state.npz"))  # the models came from the store

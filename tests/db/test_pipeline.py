@@ -13,7 +13,7 @@ import pytest
 from rec_models import pipeline
 from rec_models.config import PipelineConfig
 from rec_models.data.seed import seed_world
-from rec_models.names import MODEL_NAMES, TWO_TOWER
+from rec_models.names import MODEL_NAMES
 from rec_models.run import Run
 from tests.conftest import END, ROOT
 
@@ -38,7 +38,9 @@ def published(database_factory, small_world, tmp_path_factory):
                      "SELECT video_id + 900000, 'New: ' || title, description, tags, %s, true "
                      "FROM videos WHERE is_active ORDER BY video_id LIMIT 12", (END - timedelta(hours=1),))
         conn.commit()
-    config = PipelineConfig.from_params({"top_n": TOP_N, "mf_epochs": 20, "neumf_epochs": 10, "two_tower_epochs": 15})
+    # Every model published: the output contracts below hold for each (the default publishes the serving one).
+    config = PipelineConfig.from_params({"top_n": TOP_N, "mf_epochs": 20, "neumf_epochs": 10, "two_tower_epochs": 15,
+                                         "publish_models": "all"})
     config = dataclasses.replace(config, run_root=str(tmp_path_factory.mktemp("runs")))
     run = Run(database_url=url, interval_end=END, dag_run_id="test", config=config)
     result = run_all(run)
@@ -206,10 +208,10 @@ def test_sharded_scoring_equals_unsharded_row_for_row(published, tmp_path):
     sharded = dataclasses.replace(run, config=dataclasses.replace(run.config, user_shards=3, run_root=str(tmp_path)))
     shutil.copytree(run.files.path, sharded.files.path)
     serving = result["serving"]
-    evaluations = {name: sharded.files.read_evaluation(name) for name in MODEL_NAMES}
-    assert pipeline.score(sharded, serving, evaluations[serving], evaluations[TWO_TOWER])["shards"] == 3
-    assert pipeline.publish(sharded, serving, evaluations[serving])["published"]
-    assert pipeline.choose_serving(sharded, [evaluations[serving]])["model_run_id"] == result["model_run_id"]
+    evaluations = [sharded.files.read_evaluation(name) for name in MODEL_NAMES]
+    assert pipeline.score(sharded, serving, evaluations)["shards"] == 3
+    assert pipeline.publish(sharded, serving, evaluations)["published"]
+    assert pipeline.choose_serving(sharded, evaluations)["model_run_id"] == result["model_run_id"]
     assert len(list(sharded.files.scores_dir(serving).glob("users_*"))) == 3
     with psycopg.connect(url) as conn:
         after = conn.execute("SELECT user_id, rank, video_id, score, segment FROM rec.user_recommendations_current "

@@ -21,8 +21,10 @@ NIGHTS = (END - timedelta(days=1), END)
 
 
 def _run(url, end, root, **params):
+    # Every model's rows are compared below; the default (only the serving model publishes) has its own test.
     config = dataclasses.replace(PipelineConfig.from_params(
-        {"top_n": 5, "mf_epochs": 3, "two_tower_epochs": 5, "warm_epochs": 2, **params}), run_root=str(root))
+        {"top_n": 5, "mf_epochs": 3, "two_tower_epochs": 5, "warm_epochs": 2, "publish_models": "all", **params}),
+        run_root=str(root))
     return Run(database_url=url, interval_end=end, interval_start=end - timedelta(days=1), config=config)
 
 
@@ -49,6 +51,45 @@ def test_a_warm_night_reruns_to_the_same_rows_from_the_same_parent(seeded, tmp_p
     for model in MODELS:
         assert again[model][:2] == warm[model][:2] and again[model][3] == warm[model][3]
         assert user_rows(seeded, warm[model][3]) == before[model] and before[model]
+
+
+def test_only_the_serving_model_publishes_and_a_kept_candidate_is_a_warm_parent(seeded, tmp_path):
+    """publish_models=serving (the default): the model that serves is scored and published; the other,
+    which passed its gate, is kept as a candidate with no lists, no scored files and its models stored
+    once (in its checkpoint). Night 2 continues every model from night 1's accepted run, the kept
+    candidate too, and gates it against that run; retention keeps only the latest accepted checkpoint
+    of a model that never published. Each night records its expected and actual bytes."""
+    first = pipeline.run_all(_run(seeded, NIGHTS[0], tmp_path, publish_models="serving", keep_run_folders=1), MODELS)
+    serving = first["serving"]
+    (candidate,) = set(MODELS) - {serving}
+    assert first["published"][serving]["published"] and first["published"][candidate]["kept_as_candidate"]
+    files = _run(seeded, NIGHTS[0], tmp_path).files
+    assert set(files.store.children(f"{files.slug}/outputs")) == {serving}
+    assert set(files.store.children(f"{files.slug}/models")) == {"popularity", "domain_ridge", "feature_popularity"}
+    assert files.load_model(candidate, "serve").name == candidate  # from its checkpoint
+    with psycopg.connect(seeded) as conn:
+        status, reason, accepted, published = conn.execute(
+            "SELECT status, status_reason, accepted_at IS NOT NULL, published_at IS NOT NULL FROM rec.model_runs "
+            "WHERE model_name = %s", (candidate,)).fetchone()
+        assert (status, accepted, published) == ("candidate", True, False) and "kept as a candidate" in reason
+        assert conn.execute("SELECT count(*) FROM rec.user_recommendations WHERE model_run_id = %s",
+                            (first["published"][candidate]["model_run_id"],)).fetchone()[0] == 0
+    pipeline.run_all(_run(seeded, NIGHTS[1], tmp_path, publish_models="serving", keep_run_folders=1), MODELS)
+    night_1, night_2 = _lineage(seeded, NIGHTS[0]), _lineage(seeded, NIGHTS[1])
+    for model in MODELS:
+        assert night_2[model][:2] == ("warm", night_1[model][3]), night_2[model]
+    with psycopg.connect(seeded) as conn:
+        gate = conn.execute("SELECT status_reason FROM rec.model_runs WHERE run_key = %s AND model_name = %s",
+                            (NIGHTS[1].isoformat(), candidate)).fetchone()[0]
+        disk = conn.execute("SELECT expected_run_folder_bytes, run_root_free_bytes, expected_database_bytes, "
+                            "database_free_bytes, database_bytes_before, run_folder_bytes, database_bytes "
+                            "FROM rec.night_checks ORDER BY data_interval_end").fetchall()
+    assert f"run {night_1[candidate][3]} (" in gate
+    assert disk[0][0] is None and disk[0][5] > 0 and disk[0][6] > 0  # night 1: no earlier night to expect from
+    assert all(value is not None and value > 0 for value in disk[1]), disk[1]
+    # keep_run_folders=1: night 1's folder keeps the serving run's checkpoint only (the candidate's
+    # latest accepted run is night 2's now).
+    assert set(files.checkpoint_names()) == {serving}
 
 
 def test_an_unusable_checkpoint_means_a_full_retrain(seeded, tmp_path, caplog):

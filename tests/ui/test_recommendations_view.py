@@ -32,7 +32,9 @@ def recs_db(database_factory, small_world, tmp_path_factory):
     apply_migrations(url)
     with psycopg.connect(url) as conn:
         seed_world(conn, small_world)
-    config = dataclasses.replace(PipelineConfig.from_params({"top_n": 10, "mf_epochs": 5, "two_tower_epochs": 10}),
+    # Both models published every night: the view compares models side by side.
+    config = dataclasses.replace(PipelineConfig.from_params({"top_n": 10, "mf_epochs": 5, "two_tower_epochs": 10,
+                                                             "publish_models": "all"}),
                                  run_root=str(tmp_path_factory.mktemp("runs")))
     # Three nights: churn has a previous run, next-day metrics a line of two nights.
     for end in (END - timedelta(days=2), END - timedelta(days=1), END):
@@ -147,6 +149,10 @@ def test_health_page(api_server):
     for label in ("Users with a list", "Active videos recommended", "Churn vs previous run", "top 1% of videos"):
         assert label in page
     assert "no previous published run" not in page  # two nights were published
+    # Each night's expected bytes (the pre-flight check) next to what it took: three nights, the first
+    # with nothing to expect from.
+    disk = page[page.index("Disk per night"):]
+    assert disk.count("<tr>") == 4 and disk.count(" MB</td>") >= 3 * 3, disk
 
 
 @pytest.mark.skipif(chromium_path() is None, reason="Debian chromium is not installed")

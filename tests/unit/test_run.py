@@ -53,3 +53,25 @@ def test_models_and_the_dataset_are_saved_and_loaded_through_the_folder(tmp_path
     files.save_model(model, "serve")
     np.testing.assert_array_equal(files.load_model("popularity", "serve").item_vectors(), model.item_vectors())
     files.clear_scores("popularity")  # nothing there: no error
+
+
+def test_a_checkpointed_model_is_stored_once_and_read_from_its_checkpoint(tmp_path, small_dataset, trained):
+    """The night's tasks read a neural model's evaluated and serving parts from its checkpoint: nothing
+    under models/ for it, and the folder's bytes per part say where the bytes are."""
+    from rec_models.config import MFConfig
+    from rec_models.data.id_maps import IdMaps
+    from rec_models.models import build_model
+
+    files = _run(tmp_path).files
+    model, _ = trained("mf-run-folder", lambda: build_model("mf", dataclasses.replace(
+        PipelineConfig(), mf=MFConfig(epochs=2))))
+    files.save_checkpoint(model, IdMaps.of(small_dataset), {"model": "mf"})
+    files.add_serving_model(model)
+    users = np.arange(5)
+    for purpose in ("eval", "serve"):
+        loaded = files.load_model("mf", purpose)
+        np.testing.assert_allclose(loaded.user_vectors(small_dataset, users), model.user_vectors(small_dataset, users))
+    assert not (files.path / "models").exists()
+    parts = files.stored_bytes()
+    assert set(parts) == {"checkpoints"} and parts["checkpoints"] == sum(
+        p.stat().st_size for p in (files.path / "checkpoints").rglob("*") if p.is_file())
