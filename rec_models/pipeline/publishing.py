@@ -62,8 +62,10 @@ def publish(run: Run, model_name: str, evaluations: list[dict]) -> dict:
                 log.warning("%s: lists of %d people who asked to be forgotten left out", model_name, len(withheld))
                 expected_groups[USER_RECOMMENDATIONS.name] -= len(withheld)
             checkpoint("publish:after_stage")
+            started = time.perf_counter()
             for output in OUTPUT_TABLES:
                 audit_output(conn, output, model_run_id, expected_groups=expected_groups.get(output.name))
+            timings["audit_s"] = round(time.perf_counter() - started, 3)
             checkpoint("publish:before_swap")
             timings["swap_s"] = round(swap_in(conn, model_run_id, OUTPUT_TABLES, withhold_after_request=newest_request,
                                               lock_timeout_ms=run.config.swap_lock_timeout_ms), 3)
@@ -75,8 +77,10 @@ def publish(run: Run, model_name: str, evaluations: list[dict]) -> dict:
         started = time.perf_counter()
         record_run_health(conn, model_run_id, **catalogue_counts(out_dir))  # before pruning: churn reads the previous run
         timings["health_s"] = round(time.perf_counter() - started, 3)
+        started = time.perf_counter()
         pruned = prune_published(conn, OUTPUT_TABLES, model_name, run.config.keep_published_runs,
                                  lock_timeout_ms=run.config.swap_lock_timeout_ms)
+        timings["prune_s"] = round(time.perf_counter() - started, 3)
         conn.execute("UPDATE rec.model_runs SET timings = timings || %s::jsonb WHERE model_run_id = %s",
                      (json.dumps(timings), model_run_id))
         conn.commit()
