@@ -140,9 +140,7 @@ def disk_needed(store: RunStore | str | Path, current: datetime) -> tuple[int, i
     earlier = sorted(name for name in store.children("") if _SLUG.match(name) and name < current_name)
     if not earlier:
         return None
-    folder = store.root / earlier[-1]
-    used = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-    return used, shutil.disk_usage(store.root).free
+    return store.bytes_under(earlier[-1]), shutil.disk_usage(store.root).free
 
 
 def leftover_files(store: RunStore | str | Path) -> list[str]:
