@@ -21,7 +21,8 @@ Every night at 02:00 UTC, for the data interval that just ended:
 5. **evaluate_*** each on the last `holdout_days` of views (full ranking), record the candidate in
    `rec.model_runs`, and apply the quality gate (`quality_tolerance` against that model's published run);
    a warm candidate that fails it is retrained from scratch and evaluated again;
-6. **score_videos_*** (top-`top_n` similar videos per active video, the popular list) then
+6. **plan_scoring_*** (who serves domain-only users; which models are scored), then side by side
+   **score_videos_*** (top-`top_n` similar videos per active video, the popular list) and
    **score_users_*** mapped over `user_shards` shards (top-`top_n` videos per user, segment
    hot / warm / cold), for the model that will serve and those `publish_models` names (`all`: every
    model that passed); the others that passed are kept as candidates (later nights continue from them);
@@ -174,7 +175,13 @@ def nightly_recommendations():
     # user's list scored and published; scoring skips a model no outcome of the evaluations still
     # running would publish, and the publish step decides on them all.
     @task
-    def score_videos(model_name: str, evaluations: list[dict]) -> list[int]:
+    def plan_scoring(model_name: str, evaluations: list[dict]) -> list[int]:
+        from rec_models import pipeline
+
+        return pipeline.plan_scoring(_run(), model_name, evaluations)
+
+    @task
+    def score_videos(model_name: str, evaluations: list[dict]) -> dict:
         from rec_models import pipeline
 
         return pipeline.score_videos(_run(), model_name, evaluations)
@@ -231,12 +238,15 @@ def nightly_recommendations():
         # Its own evaluation and the dot-product models' ("auto" chooses among them; the two-tower places
         # new videos): a dot-product model is scored without waiting for NeuMF's.
         known = [evaluations[m] for m in MODEL_NAMES if m == name or m in DOT_PRODUCT_MODELS]
-        shards = score_videos.override(task_id=f"score_videos_{name}")(name, known)
-        # One mapped task per user shard: they spread over the executor's workers (Celery, Kubernetes).
+        shards = plan_scoring.override(task_id=f"plan_scoring_{name}")(name, known)
+        # The video pass and one mapped task per user shard, side by side: they spread over the
+        # executor's workers (Celery, Kubernetes) and over one machine's cores.
+        videos = score_videos.override(task_id=f"score_videos_{name}")(name, known)
+        shards >> videos
         users = score_users.override(task_id=f"score_users_{name}").partial(
             model_name=name, evaluations=known).expand(shard=shards)
         done = publish.override(task_id=f"publish_{name}")(name, every_evaluation)
-        users >> done
+        [videos, users] >> done
         published.append(done)
     serving = choose_serving(every_evaluation)
     summarized = summary()

@@ -17,7 +17,7 @@ import psycopg
 from psycopg import errors, sql
 
 from rec_models.db.bulk import copy_in_chunks
-from rec_models.db.outputs import OutputTable, audit_queries
+from rec_models.db.outputs import OutputTable, audit_query
 
 log = logging.getLogger(__name__)
 
@@ -66,20 +66,14 @@ def stage_output(
 
 
 def audit_output(conn: psycopg.Connection, output: OutputTable, model_run_id: int, expected_groups: int | None = None) -> dict[str, int]:
-    """Run every audit on the staging table; raise AuditError naming each broken rule."""
-    staging = staging_name(output, model_run_id)
-    violations = {
-        name: conn.execute(query, {"model_run_id": model_run_id}).fetchone()[0]
-        for name, query in audit_queries(output, staging).items()
-    }
-    rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(staging)).fetchone()[0]
+    """Run every audit on the staging table (one pass); raise AuditError naming each broken rule."""
+    query, rules = audit_query(output, staging_name(output, model_run_id))
+    groups, rows, *counts = conn.execute(query, {"model_run_id": model_run_id}).fetchone()
+    violations = dict(zip(rules, counts))
     if rows == 0:
         violations["no rows"] = 1
-    if expected_groups is not None and output.group_key:
-        groups = conn.execute(sql.SQL("SELECT count(DISTINCT {}) FROM {}").format(
-            sql.Identifier(output.group_key), staging)).fetchone()[0]
-        if groups != expected_groups:
-            violations[f"{output.group_key} count {groups} != expected {expected_groups}"] = abs(groups - expected_groups)
+    if expected_groups is not None and output.group_key and groups != expected_groups:
+        violations[f"{output.group_key} count {groups} != expected {expected_groups}"] = abs(groups - expected_groups)
     conn.commit()
     broken = {k: v for k, v in violations.items() if v}
     if broken:

@@ -54,6 +54,13 @@ def record_model_run(conn: psycopg.Connection, *, run_key: str, dag_run_id: str 
     return int(row[0])
 
 
+def night_model_run_id(conn: psycopg.Connection, run_key: str, model_name: str) -> int | None:
+    """The id an earlier attempt of this night recorded for this model, if any (a rerun updates that row)."""
+    row = conn.execute("SELECT model_run_id FROM rec.model_runs WHERE run_key = %s AND model_name = %s",
+                       (run_key, model_name)).fetchone()
+    return int(row[0]) if row else None
+
+
 def latest_accepted(conn: psycopg.Connection, model_name: str, other_than: int,
                     interval_end: datetime) -> tuple[int, float, bool] | None:
     """(model run id, holdout NDCG@10, whether it was published) of the model's accepted run (it passed

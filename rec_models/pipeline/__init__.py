@@ -11,7 +11,7 @@ from rec_models.names import FALLBACKS, MODEL_NAMES
 from rec_models.pipeline.erasure import erase, file_requests
 from rec_models.pipeline.evaluation import choose_warm, evaluate, publish_plan
 from rec_models.pipeline.publishing import choose_serving, publish, summarize
-from rec_models.pipeline.scoring import score, score_users, score_videos
+from rec_models.pipeline.scoring import plan_scoring, score, score_users, score_videos
 from rec_models.pipeline.sources import (DiskShort, NightSkipped, check_interval, extract, migrate, next_day_metrics,
                                         validate)
 from rec_models.pipeline.training import TrainPlan, plan_training, train
@@ -19,7 +19,7 @@ from rec_models.run import Run
 
 __all__ = ["DiskShort", "NightSkipped", "TrainPlan", "check_interval", "choose_serving", "choose_warm", "erase", "evaluate",
            "file_requests",
-           "extract", "migrate", "next_day_metrics", "plan_training", "publish", "publish_plan", "run_all", "score", "score_users",
+           "extract", "migrate", "next_day_metrics", "plan_scoring", "plan_training", "publish", "publish_plan", "run_all", "score", "score_users",
            "score_videos", "summarize", "train", "validate"]
 
 

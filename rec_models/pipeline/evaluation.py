@@ -7,14 +7,15 @@ import dataclasses
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from rec_models.alerts.events import Alert, raise_alert
 from rec_models.data.dataset import Dataset
 from rec_models.db.connect import connect
-from rec_models.db.runs import (latest_accepted, record_gate, record_model_run, record_warm_choice,
-                                run_interval_end, serving_warm_ndcg)
+from rec_models.db.runs import (latest_accepted, night_model_run_id, record_gate, record_model_run,
+                                record_warm_choice, run_interval_end, serving_warm_ndcg)
 from rec_models.evaluation import evaluate_model
 from rec_models.evaluation.gate import (PublishedRun, PublishPlan, may_publish, plan_publishing, quality_gate,
                                         warm_gate)
@@ -58,15 +59,28 @@ def _evaluate(run: Run, model_name: str) -> dict:
     set_torch_threads(run.config.torch_threads, data.n_views, run.config.tasks_per_machine)
     split = data.holdout(run.config.holdout_days)
     model = run.files.load_model(model_name, "eval")
-    started = time.perf_counter()
-    metrics = evaluate_model(model, data, split.train, split.test, split.test_users).as_dict()
-    metrics["scoring_seconds"] = round(time.perf_counter() - started, 3)
+    with connect(run.database_url) as conn:
+        # The accepted run tonight's candidate is gated against (not this night's own earlier attempt).
+        other_than = night_model_run_id(conn, run.run_key, model_name) or 0
+        published = latest_accepted(conn, model_name, other_than=other_than, interval_end=run.interval_end)
+        published_end = run_interval_end(conn, published[0]) if published else None
+    # Tonight's holdout is not the accepted run's: its serving model is scored on tonight's, so the gate
+    # compares the same users and views. That pass needs nothing of tonight's candidate: it runs on a
+    # thread beside the candidate's passes (PyTorch and numpy release the GIL), on a core of its own
+    # when one is free.
+    with ThreadPoolExecutor(max_workers=1) as beside:
+        on_tonight = beside.submit(_published_on_holdout, run, model_name, published[0], published_end, data,
+                                   split) if published else None
+        started = time.perf_counter()
+        metrics = evaluate_model(model, data, split.train, split.test, split.test_users).as_dict()
+        metrics["scoring_seconds"] = round(time.perf_counter() - started, 3)
+        if model.serves_warm_users:
+            # The same users scored from their domains alone: what a domain-only user can expect.
+            metrics["domains_only"] = evaluate_model(model.features_only(), data, split.train, split.test,
+                                                     split.test_users).as_dict()
+        on_tonight = on_tonight.result() if on_tonight else None
     metrics["baseline_popularity"] = run.files.read_baseline(POPULARITY)
     metrics["protocol"] = f"full ranking, last {run.config.holdout_days} day(s) before the interval end"
-    if model.serves_warm_users:
-        # The same users scored from their domains alone: what a domain-only user can expect.
-        metrics["domains_only"] = evaluate_model(model.features_only(), data, split.train, split.test,
-                                                 split.test_users).as_dict()
     fit = run.files.read_fit(model_name)
     validation = run.files.read_validation()
     all_views = data.interactions()
@@ -82,14 +96,10 @@ def _evaluate(run: Run, model_name: str) -> dict:
                      "positives_per_second": fit["positives_per_second"], "mode_reason": fit["mode_reason"]},
             train_mode=fit["train_mode"], parent_model_run_id=fit["parent_model_run_id"],
         )
-        published = latest_accepted(conn, model_name, other_than=model_run_id, interval_end=run.interval_end)
-        published_end = run_interval_end(conn, published[0]) if published else None
     baseline = None
     if published:
-        # Tonight's holdout is not the accepted run's: score that run's serving model on tonight's, so
-        # the gate compares the same users and views (its recorded figure only when it cannot be scored).
+        # Its recorded figure only when its serving model cannot be scored on tonight's holdout.
         run_id, recorded, was_published = published
-        on_tonight = _published_on_holdout(run, model_name, run_id, published_end, data, split)
         metrics["published_on_holdout"] = on_tonight
         baseline = PublishedRun(run_id, on_tonight if on_tonight is not None else recorded,
                                 same_holdout=on_tonight is not None, published=was_published)

@@ -24,32 +24,50 @@ def _serving_models(run: Run, model_name: str, two_tower: dict | None) -> Servin
                          cold=run.files.load_model(POPULARITY, "serve"), content=content)
 
 
-def score_videos(run: Run, model_name: str, evaluations: list[dict]) -> list[int]:
-    """Similar videos and the popular list to files; returns the user shards to score: none if the
-    model did not pass its gate or tonight's publish plan keeps it as a candidate whatever the
-    evaluations not in ``evaluations`` yet say (the DAG starts a dot-product model's scoring without
-    waiting for NeuMF's evaluation, which "auto" cannot choose over it). Clears earlier attempts' files."""
+def plan_scoring(run: Run, model_name: str, evaluations: list[dict]) -> list[int]:
+    """Before this model's scoring: clear earlier attempts' files, choose who serves its domain-only
+    users, and return the user shards to score, none if the model did not pass its gate or tonight's
+    publish plan keeps it as a candidate whatever the evaluations not in ``evaluations`` yet say (the
+    DAG starts a dot-product model's scoring without waiting for NeuMF's evaluation, which "auto"
+    cannot choose over it). The video pass and the user shards then run side by side."""
     run.files.clear_scores(model_name)
-    evaluation = evaluation_of(evaluations, model_name)
-    if not evaluation["publish"]:
-        log.info("model run %s did not pass the quality gate: nothing to score", evaluation["model_run_id"])
+    if not _to_score(run, model_name, evaluations, explain=True):
         return []
-    if not may_be_published(run, model_name, evaluations):
-        plan = publish_plan(run, evaluations)
-        log.info("%s passed its gate and is kept as a candidate: %s serves (%s), publish_models=%s", model_name,
-                 plan.serving, plan.reason, run.config.publish_models)
-        return []
-    two_tower = evaluation_of(evaluations, TWO_TOWER)
-    choose_warm(run, model_name, evaluation, two_tower)
-    data = run.files.load_dataset()
-    set_torch_threads(run.config.torch_threads, data.n_views, run.config.tasks_per_machine)
-    with run.files.staged_scores(model_name, ITEMS_PART) as folder:
-        write_item_outputs(data, _serving_models(run, model_name, two_tower), run.config, folder)
+    choose_warm(run, model_name, evaluation_of(evaluations, model_name), evaluation_of(evaluations, TWO_TOWER))
     return list(range(run.config.user_shards))
 
 
+def _to_score(run: Run, model_name: str, evaluations: list[dict], explain: bool = False) -> bool:
+    evaluation = evaluation_of(evaluations, model_name)
+    if not evaluation["publish"]:
+        if explain:
+            log.info("model run %s did not pass the quality gate: nothing to score", evaluation["model_run_id"])
+        return False
+    if not may_be_published(run, model_name, evaluations):
+        if explain:
+            plan = publish_plan(run, evaluations)
+            log.info("%s passed its gate and is kept as a candidate: %s serves (%s), publish_models=%s", model_name,
+                     plan.serving, plan.reason, run.config.publish_models)
+        return False
+    return True
+
+
+def score_videos(run: Run, model_name: str, evaluations: list[dict]) -> dict:
+    """Similar videos and the popular list to files (after :func:`plan_scoring`; nothing for a model
+    it planned no scoring for)."""
+    if not _to_score(run, model_name, evaluations):
+        return {}
+    data = run.files.load_dataset()
+    set_torch_threads(run.config.torch_threads, data.n_views, run.config.tasks_per_machine)
+    with run.files.staged_scores(model_name, ITEMS_PART) as folder:
+        rows = write_item_outputs(data, _serving_models(run, model_name, evaluation_of(evaluations, TWO_TOWER)),
+                                  run.config, folder)
+    return rows
+
+
 def score_users(run: Run, model_name: str, evaluations: list[dict], shard: int) -> dict:
-    """Top-N for one shard of the users (idempotent: a retry rewrites exactly this shard's files)."""
+    """Top-N for one shard of the users (after :func:`plan_scoring`; idempotent: a retry rewrites exactly
+    this shard's files)."""
     data = run.files.load_dataset()
     set_torch_threads(run.config.torch_threads, data.n_views, run.config.tasks_per_machine)
     shards = run.config.user_shards
@@ -62,8 +80,9 @@ def score_users(run: Run, model_name: str, evaluations: list[dict], shard: int) 
 
 def score(run: Run, model_name: str, evaluations: list[dict]) -> dict:
     """Videos and every user shard in this process (the CLI and run_all; the DAG maps the shards)."""
-    shards = score_videos(run, model_name, evaluations)
+    shards = plan_scoring(run, model_name, evaluations)
     if not shards:
         return {"scored": False}
+    score_videos(run, model_name, evaluations)
     results = [score_users(run, model_name, evaluations, shard) for shard in shards]
     return {"scored": True, "shards": len(results), "rows": sum(r["rows"][USER_RECOMMENDATIONS] for r in results)}

@@ -41,7 +41,7 @@ def test_task_wiring(dagbag):
     dag = dagbag.dags["nightly_recommendations"]
     ids = {t.task_id for t in dag.tasks}
     models = ("mf", "neumf", "two_tower")
-    per_model = {f"{step}_{m}" for step in ("train", "evaluate", "score_videos", "score_users", "publish") for m in models}
+    per_model = {f"{step}_{m}" for step in ("train", "evaluate", "plan_scoring", "score_videos", "score_users", "publish") for m in models}
     assert ids == {"migrate", "erase_personal_data", "validate_sources", "next_day_metrics", "extract_snapshot",
                    "check_interval", "train_fallbacks", "choose_serving", "summary"} | per_model
     # Erasure requests are carried out before the night reads anything.
@@ -61,9 +61,11 @@ def test_task_wiring(dagbag):
         # them; the two-tower places new videos); publishing decides on every evaluation.
         known = {f"evaluate_{name}" for name in ("mf", "two_tower", m)}
         evaluations = {f"evaluate_{name}" for name in models}
-        assert dag.get_task(f"score_videos_{m}").upstream_task_ids == known
-        assert dag.get_task(f"score_users_{m}").upstream_task_ids == {f"score_videos_{m}"} | known
-        assert dag.get_task(f"publish_{m}").upstream_task_ids == {f"score_users_{m}"} | evaluations
+        assert dag.get_task(f"plan_scoring_{m}").upstream_task_ids == known
+        # The video pass and the user shards run side by side once the plan is made.
+        assert dag.get_task(f"score_videos_{m}").upstream_task_ids == {f"plan_scoring_{m}"} | known
+        assert dag.get_task(f"score_users_{m}").upstream_task_ids == {f"plan_scoring_{m}"} | known
+        assert dag.get_task(f"publish_{m}").upstream_task_ids == {f"score_videos_{m}", f"score_users_{m}"} | evaluations
         assert [a.name for a in dag.get_task(f"publish_{m}").outlets] == [
             "rec.similar_videos", "rec.user_recommendations", "rec.popular_videos"]
     assert dag.get_task("choose_serving").upstream_task_ids >= {f"publish_{m}" for m in models}
