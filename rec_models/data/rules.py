@@ -86,7 +86,8 @@ def visits_check() -> SourceCheck:
     return SourceCheck("user_domain_visits", sql.SQL("""
         WITH windowed AS (
             SELECT d.user_id, d.domain AS raw_domain, d.visit_date, d.visits,
-                   regexp_replace(lower(btrim(d.domain)), '^www\\.', '') AS domain
+                   CASE WHEN lower(btrim(d.domain)) LIKE 'www.%%' THEN substr(lower(btrim(d.domain)), 5)
+                        ELSE lower(btrim(d.domain)) END AS domain  -- without "www.", as a regex would (faster)
             FROM user_domain_visits d
             WHERE (d.visit_date IS NULL OR d.visit_date < (%(end)s AT TIME ZONE 'UTC')::date)
               AND (d.visit_date IS NULL OR d.visit_date >= (%(window_start)s AT TIME ZONE 'UTC')::date
@@ -100,7 +101,8 @@ def visits_check() -> SourceCheck:
         ),
         counted AS (
             SELECT w.*, j.is_hostname,
-                   row_number() OVER (PARTITION BY w.user_id, w.domain, w.visit_date ORDER BY w.visits DESC NULLS LAST) AS copy_number,
+                   -- Partitions in one column order: one sort serves both windows.
+                   row_number() OVER (PARTITION BY w.user_id, w.visit_date, w.domain ORDER BY w.visits DESC NULLS LAST) AS copy_number,
                    count(*) OVER (PARTITION BY w.user_id, w.visit_date) AS domains_that_day
             FROM windowed w LEFT JOIN judged_domains j ON j.domain = w.domain
         ),

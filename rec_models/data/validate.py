@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -53,16 +54,18 @@ def validate_sources(
     The quarantine is committed even when the run is then stopped, so operators can see why.
     """
     params = rule_params(end, window_start, service_start)
-    reports: dict[str, SourceReport] = {}
-    # One snapshot for all three sources; the judged rows are kept (rec.checked_*) for the extract.
+    # One snapshot for all three sources, exported to a connection per source so that they are judged
+    # side by side (each source's rules are one server process's work); the judged rows are kept
+    # (rec.checked_*) for the extract.
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     try:
         with conn.transaction():
-            # The duplicate and bot rules sort the window's rows: let them sort in memory, not on disk.
-            conn.execute("SET LOCAL work_mem = '256MB'")
-            conn.execute("DELETE FROM rec.rejected_rows WHERE run_key = %s", (run_key,))
-            for check in source_checks():
-                reports[check.table] = _quarantine(conn, check, run_key, params)
+            snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+            checks = source_checks()
+            with ThreadPoolExecutor(max_workers=len(checks)) as pool:
+                judged = [pool.submit(_quarantine_in_snapshot, conn.info, snapshot, check, run_key, params)
+                          for check in checks]
+                reports = {check.table: future.result() for check, future in zip(checks, judged)}
     finally:
         conn.isolation_level = None
     for report in reports.values():
@@ -87,6 +90,20 @@ def drop_checked(conn: psycopg.Connection, run_key: str) -> None:
     with conn.transaction():
         for table in _CHECKED:
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(checked_table(table, run_key)))
+
+
+def _quarantine_in_snapshot(info: psycopg.ConnectionInfo, snapshot: str, check: SourceCheck, run_key: str,
+                            params: dict) -> SourceReport:
+    """One source's quarantine (replacing an earlier attempt's), committed, read in ``snapshot``."""
+    with psycopg.connect(info.dsn, password=info.password) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        with conn.transaction():
+            conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+            # The duplicate and bot rules sort the window's rows: let them sort in memory, not on disk.
+            conn.execute("SET LOCAL work_mem = '256MB'")
+            conn.execute("DELETE FROM rec.rejected_rows WHERE run_key = %s AND source_table = %s",
+                         (run_key, check.table))
+            return _quarantine(conn, check, run_key, params)
 
 
 def _quarantine(conn: psycopg.Connection, check: SourceCheck, run_key: str, params: dict) -> SourceReport:
