@@ -8,6 +8,7 @@ import json
 import logging
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -100,7 +101,7 @@ def extract_snapshot(conn: psycopg.Connection, end: datetime, window_start: date
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     conn.read_only = True
     try:
-        with conn.transaction():
+        with conn.transaction(), ThreadPoolExecutor(max_workers=1) as pool:
             kept = run_key is not None and all(
                 conn.execute("SELECT to_regclass(%s)", (checked_table(t, run_key).as_string(conn),)).fetchone()[0]
                 for t in ("video_views", "user_domain_visits"))
@@ -114,8 +115,10 @@ def extract_snapshot(conn: psycopg.Connection, end: datetime, window_start: date
                 "title, coalesce(description, ''), coalesce(tags, '{{}}') "
                 "FROM checked WHERE reason IS NULL ORDER BY video_id").format(videos_check().query), params,
             ).fetchall()
-            view_user, view_video, viewed_at, watch = copy_out_columns(
-                conn,
+            # The views stream in on a thread of their own (a connection of their own in this snapshot, see
+            # copy_out_columns) while the domains and their visits are read here.
+            reading_views = pool.submit(
+                copy_out_columns, conn,
                 sql.SQL("{} SELECT c.user_id, c.video_id, extract(epoch FROM c.viewed_at)::int8, c.watch_seconds "
                         "FROM {} WHERE c.reason IS NULL").format(
                             sql.SQL("") if kept else views_check().query, views_from),
@@ -135,6 +138,7 @@ def extract_snapshot(conn: psycopg.Connection, end: datetime, window_start: date
                         "ON d.domain = c.domain WHERE c.reason IS NULL").format(visits_prefix, visits_from),
                 {**params, "domains": domains}, ["int8", "int4", "int4", "int4"],
             )
+            view_user, view_video, viewed_at, watch = reading_views.result()
     finally:
         conn.isolation_level = None
         conn.read_only = False
