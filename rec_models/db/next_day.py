@@ -41,13 +41,13 @@ def served_runs(conn: psycopg.Connection, interval_start: datetime) -> list[Serv
     return [ServedRun(int(r[0]), r[1], r[2], r[3]) for r in rows]
 
 
-# Found once per measured run (a temporary table), not once per query: it reads the window's views.
 _TARGETS = """
-    CREATE TEMPORARY TABLE targets ON COMMIT DROP AS
+    WITH targets AS (
         SELECT DISTINCT v.user_id, v.video_id FROM video_views v JOIN videos USING (video_id)
         WHERE v.viewed_at >= %(start)s AND v.viewed_at < %(end)s AND v.user_id > 0
         EXCEPT
-        SELECT user_id, video_id FROM video_views WHERE viewed_at >= %(window_start)s AND viewed_at < %(start)s"""
+        SELECT user_id, video_id FROM video_views WHERE viewed_at >= %(window_start)s AND viewed_at < %(start)s
+    )"""
 
 
 def ranking_metrics(n_targets: np.ndarray, hit_user: np.ndarray, hit_rank: np.ndarray, k: int = K) -> dict[str, np.ndarray]:
@@ -65,29 +65,19 @@ def measure(conn: psycopg.Connection, run: ServedRun, start: datetime, end: date
             window_start: datetime) -> list[tuple[str, str, str, float]]:
     """(ranker, segment, metric, value) rows of one served run against the views in [start, end)."""
     params = {"run": run.model_run_id, "start": start, "end": end, "window_start": window_start}
-    with conn.transaction():
-        conn.execute(_TARGETS, params)
-        conn.execute("ANALYZE targets")
-        measured = _measure_targets(conn, run, start, end, params)
-        conn.execute("DROP TABLE targets")  # the next run's, in the same transaction
-    return measured
-
-
-def _measure_targets(conn: psycopg.Connection, run: ServedRun, start: datetime, end: datetime,
-                     params: dict) -> list[tuple[str, str, str, float]]:
-    users = conn.execute("""
-        WITH listed AS (SELECT DISTINCT user_id, segment FROM rec.user_recommendations WHERE model_run_id = %(run)s)
+    users = conn.execute(_TARGETS + """,
+        listed AS (SELECT DISTINCT user_id, segment FROM rec.user_recommendations WHERE model_run_id = %(run)s)
         SELECT t.user_id, count(*), l.segment FROM targets t JOIN listed l USING (user_id)
         GROUP BY t.user_id, l.segment ORDER BY t.user_id""", params).fetchall()
     user_ids = np.array([r[0] for r in users], dtype=np.int64)
     n_targets = np.array([r[1] for r in users], dtype=np.int64)
     segment = np.array([r[2] for r in users], dtype=object)
-    model_hits = conn.execute("""
+    model_hits = conn.execute(_TARGETS + """
         SELECT l.user_id, l.rank FROM rec.user_recommendations l JOIN targets t USING (user_id, video_id)
         WHERE l.model_run_id = %(run)s AND l.rank <= %(k)s""", {**params, "k": K}).fetchall()
     # The popular list as each user would get it: without what they had watched before the interval.
-    popular_hits = conn.execute("""
-        WITH target_users AS (SELECT DISTINCT user_id FROM targets),
+    popular_hits = conn.execute(_TARGETS + """,
+        target_users AS (SELECT DISTINCT user_id FROM targets),
         offered AS (
             SELECT u.user_id, p.video_id, row_number() OVER (PARTITION BY u.user_id ORDER BY p.rank) AS rank
             FROM target_users u CROSS JOIN rec.popular_videos p
