@@ -31,31 +31,30 @@ def plan_scoring(run: Run, model_name: str, evaluations: list[dict]) -> list[int
     DAG starts a dot-product model's scoring without waiting for NeuMF's evaluation, which "auto"
     cannot choose over it). The video pass and the user shards then run side by side."""
     run.files.clear_scores(model_name)
-    if not _to_score(run, model_name, evaluations, explain=True):
+    not_scored = _why_not_scored(run, model_name, evaluations)
+    if not_scored:
+        log.info("%s: nothing to score: %s", model_name, not_scored)
         return []
     choose_warm(run, model_name, evaluation_of(evaluations, model_name), evaluation_of(evaluations, TWO_TOWER))
     return list(range(run.config.user_shards))
 
 
-def _to_score(run: Run, model_name: str, evaluations: list[dict], explain: bool = False) -> bool:
+def _why_not_scored(run: Run, model_name: str, evaluations: list[dict]) -> str | None:
+    """Why this model is not scored tonight, or None when it is."""
     evaluation = evaluation_of(evaluations, model_name)
     if not evaluation["publish"]:
-        if explain:
-            log.info("model run %s did not pass the quality gate: nothing to score", evaluation["model_run_id"])
-        return False
+        return f"model run {evaluation['model_run_id']} did not pass the quality gate"
     if not may_be_published(run, model_name, evaluations):
-        if explain:
-            plan = publish_plan(run, evaluations)
-            log.info("%s passed its gate and is kept as a candidate: %s serves (%s), publish_models=%s", model_name,
-                     plan.serving, plan.reason, run.config.publish_models)
-        return False
-    return True
+        plan = publish_plan(run, evaluations)
+        return (f"passed its gate and is kept as a candidate: {plan.serving} serves ({plan.reason}), "
+                f"publish_models={run.config.publish_models}")
+    return None
 
 
 def score_videos(run: Run, model_name: str, evaluations: list[dict]) -> dict:
     """Similar videos and the popular list to files (after :func:`plan_scoring`; nothing for a model
     it planned no scoring for)."""
-    if not _to_score(run, model_name, evaluations):
+    if _why_not_scored(run, model_name, evaluations):
         return {}
     data = run.files.load_dataset()
     set_torch_threads(run.config.torch_threads, data.n_views, run.config.tasks_per_machine)
