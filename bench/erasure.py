@@ -37,6 +37,7 @@ from rec_models.data.seed import seed_world
 from rec_models.data.synthetic import generate_world
 from rec_models.db.connect import scratch_database
 from rec_models.db.migrate import apply_migrations
+from rec_models.names import USER_DOMAIN_VISITS, VIDEO_VIEWS, judged_table
 from rec_models.run import run_folders
 from rec_models.scoring import user_part_name
 from rec_models.storage import open_store
@@ -87,8 +88,8 @@ def scan(url: str, run_root: Path, erased: np.ndarray) -> dict[str, int]:
     with psycopg.connect(url) as conn:
         for (table,) in conn.execute(
                 "SELECT relname FROM pg_class WHERE relnamespace = 'rec'::regnamespace AND relkind = 'r' AND ("
-                "relname LIKE 'user\\_recommendations\\_%%' OR relname LIKE 'checked\\_video\\_views\\_%%' "
-                "OR relname LIKE 'checked\\_user\\_domain\\_visits\\_%%') ORDER BY 1").fetchall():
+                "relname LIKE 'user\\_recommendations\\_%%' OR relname = ANY(%s)) ORDER BY 1",
+                ([judged_table(VIDEO_VIEWS), judged_table(USER_DOMAIN_VISITS)],)).fetchall():
             found[f"table rec.{table}"] = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE user_id = ANY(%s)").format(
                 sql.Identifier("rec", table)), (ids,)).fetchone()[0]
         found["table rec.rejected_rows"] = conn.execute(

@@ -8,6 +8,7 @@ Every night at 02:00 UTC, for the data interval that just ended:
    published again, even while upstream still holds them);
 2. **validate_sources**: quarantine bad rows into `rec.rejected_rows` with a reason; stop here if a
    source is empty or more than `max_rejected_share` of it is bad (the published output stays as it was);
+   only the source days whose rows changed since an earlier night judged them are judged again;
 3. **next_day_metrics**: each model's serving run's lists against the views of the interval that just
    ended (`rec.next_day_metrics`: did people watch what we served?);
    **extract_snapshot**: read the valid rows as of the interval end (one consistent snapshot, COPY);

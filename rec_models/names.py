@@ -48,9 +48,16 @@ def asset_uri(table: str, schema: str = "rec") -> str:
 
 
 # Lineage: what the nightly tasks read and write besides the output tables (OpenLineage datasets).
-VIDEO_VIEWS = "video_views"
-SOURCE_TABLE_NAMES = ("videos", VIDEO_VIEWS, "user_domain_visits")  # upstream's, schema public
+VIDEOS, VIDEO_VIEWS, USER_DOMAIN_VISITS = "videos", "video_views", "user_domain_visits"
+SOURCE_TABLE_NAMES = (VIDEOS, VIDEO_VIEWS, USER_DOMAIN_VISITS)  # upstream's, schema public
 REJECTED_ROWS = "rejected_rows"
+
+
+def judged_table(source_table: str) -> str:
+    """The table (schema rec) of one source's kept verdicts: its rows, normalised, and their reasons."""
+    return f"judged_{source_table}"
+
+
 MODEL_RUNS = "model_runs"
 NEXT_DAY_METRICS = "next_day_metrics"
 NIGHT_CHECKS = "night_checks"

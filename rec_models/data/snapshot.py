@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from rec_models.data.packed import load_packed, save_packed
-from rec_models.data.rules import rule_params, videos_check, views_check, visits_check
+from rec_models.data.rules import checked_anew, rule_params, videos_rules, views_rules, visits_rules
 from rec_models.db.bulk import copy_out_columns
 
 log = logging.getLogger(__name__)
@@ -90,69 +90,78 @@ class Snapshot:
 
 
 def extract_snapshot(conn: psycopg.Connection, end: datetime, window_start: datetime, service_start: datetime,
-                     run_key: str | None = None) -> Snapshot:
-    """Read every valid row visible at ``end``: from the rows validate judged for ``run_key`` when it
-    kept them (one scan, no second evaluation of the rules), else by evaluating the rules now, in one
-    REPEATABLE READ snapshot."""
-    from rec_models.data.validate import checked_table
-
+                     validated: dict[str, int] | None = None) -> Snapshot:
+    """Read every valid row visible at ``end`` in one REPEATABLE READ snapshot: from the verdicts the
+    validate task kept, when it counted ``validated`` (source table -> valid rows) for this window, else
+    by judging every row now. When the kept verdicts do not give validate's counts (another night, or an
+    erasure, changed them in between), the rows are judged anew instead, with a warning."""
     params = rule_params(end, window_start, service_start)
     started = time.perf_counter()
+    if validated is not None:
+        snapshot = _read(conn, params, from_judged=True)
+        read = {"videos": len(snapshot.video_id), "video_views": len(snapshot.view_user),
+                "user_domain_visits": len(snapshot.visit_user)}
+        if read == {t: validated.get(t) for t in read}:
+            _log_read(snapshot, started)
+            return snapshot
+        log.warning("the kept verdicts give %s valid rows, validate counted %s: judging the window anew", read,
+                    validated)
+    snapshot = _read(conn, params, from_judged=False)
+    _log_read(snapshot, started)
+    return snapshot
+
+
+def _read(conn: psycopg.Connection, params: dict, from_judged: bool) -> Snapshot:
+    def checked(rules) -> sql.Composed:
+        if from_judged:
+            return rules.checked(rules.judged_table, videos_rules().judged_table)
+        return checked_anew(rules)
+
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     conn.read_only = True
     try:
         with conn.transaction(), ThreadPoolExecutor(max_workers=1) as pool:
-            kept = run_key is not None and all(
-                conn.execute("SELECT to_regclass(%s)", (checked_table(t, run_key).as_string(conn),)).fetchone()[0]
-                for t in ("video_views", "user_domain_visits"))
-            if kept:
-                views_from = sql.SQL("{} c").format(checked_table("video_views", run_key))
-                visits_from = sql.SQL("{} c").format(checked_table("user_domain_visits", run_key))
-            else:
-                views_from, visits_from = sql.SQL("checked_views c"), sql.SQL("checked_visits c")
             videos = conn.execute(sql.SQL(
-                "{} SELECT video_id, coalesce(is_active, true), coalesce(extract(epoch FROM published_at)::int8, -1), "
-                "title, coalesce(description, ''), coalesce(tags, '{{}}') "
-                "FROM checked WHERE reason IS NULL ORDER BY video_id").format(videos_check().query), params,
+                "SELECT c.video_id, coalesce(c.is_active, true), coalesce(extract(epoch FROM c.published_at)::int8, -1), "
+                "c.title, coalesce(c.description, ''), coalesce(c.tags, '{{}}') "
+                "FROM ({}) c WHERE c.reason IS NULL ORDER BY c.video_id").format(checked(videos_rules())), params,
             ).fetchall()
             # The views stream in on a thread of their own (a connection of their own in this snapshot, see
             # copy_out_columns) while the domains and their visits are read here.
             reading_views = pool.submit(
                 copy_out_columns, conn,
-                sql.SQL("{} SELECT c.user_id, c.video_id, extract(epoch FROM c.viewed_at)::int8, c.watch_seconds "
-                        "FROM {} WHERE c.reason IS NULL").format(
-                            sql.SQL("") if kept else views_check().query, views_from),
+                sql.SQL("SELECT c.user_id, c.video_id, extract(epoch FROM c.viewed_at)::int8, c.watch_seconds "
+                        "FROM ({}) c WHERE c.reason IS NULL").format(checked(views_rules())),
                 params, ["int8", "int8", "int8", "int4"],
             )
-            visits_prefix = sql.SQL("") if kept else visits_check().query
+            visits = checked(visits_rules())
             domains = [r[0] for r in conn.execute(
-                sql.SQL("{} SELECT DISTINCT c.domain FROM {} WHERE c.reason IS NULL ORDER BY 1").format(
-                    visits_prefix, visits_from),
+                sql.SQL("SELECT DISTINCT c.domain FROM ({}) c WHERE c.reason IS NULL ORDER BY 1").format(visits),
                 params,
             ).fetchall()]
             # Domain index by a hash join on the sorted distinct list: no sort of every row.
-            visit_user, visit_domain, visit_date, visits = copy_out_columns(
+            visit_user, visit_domain, visit_date, visit_count = copy_out_columns(
                 conn,
-                sql.SQL("{} SELECT c.user_id, (d.ord - 1)::int4, (c.visit_date - date '1970-01-01')::int4, c.visits "
-                        "FROM {} JOIN unnest(%(domains)s::text[]) WITH ORDINALITY AS d(domain, ord) "
-                        "ON d.domain = c.domain WHERE c.reason IS NULL").format(visits_prefix, visits_from),
+                sql.SQL("SELECT c.user_id, (d.ord - 1)::int4, (c.visit_date - date '1970-01-01')::int4, c.visits "
+                        "FROM ({}) c JOIN unnest(%(domains)s::text[]) WITH ORDINALITY AS d(domain, ord) "
+                        "ON d.domain = c.domain WHERE c.reason IS NULL").format(visits),
                 {**params, "domains": domains}, ["int8", "int4", "int4", "int4"],
             )
             view_user, view_video, viewed_at, watch = reading_views.result()
     finally:
         conn.isolation_level = None
         conn.read_only = False
-    snapshot = Snapshot(
+    return Snapshot(
         view_user=view_user, view_video=view_video, viewed_at=viewed_at, watch_seconds=watch,
         video_id=np.array([r[0] for r in videos], dtype=np.int64),
         is_active=np.array([r[1] for r in videos], dtype=bool),
         published_at=np.array([r[2] for r in videos], dtype=np.int64),
         video_text={r[0]: {"title": r[3], "description": r[4], "tags": list(r[5])} for r in videos},
-        visit_user=visit_user, visit_domain=visit_domain, visit_date=visit_date, visits=visits,
-        domains=domains, end=end.timestamp(),
+        visit_user=visit_user, visit_domain=visit_domain, visit_date=visit_date, visits=visit_count,
+        domains=domains, end=params["end"].timestamp(),
     )
-    log.info(
-        "extracted %d views, %d videos, %d domain-visit rows (%d domains) in %.2f s",
-        len(view_user), len(videos), len(visit_user), len(domains), time.perf_counter() - started,
-    )
-    return snapshot
+
+
+def _log_read(snapshot: Snapshot, started: float) -> None:
+    log.info("extracted %d views, %d videos, %d domain-visit rows (%d domains) in %.2f s", len(snapshot.view_user),
+             len(snapshot.video_id), len(snapshot.visit_user), len(snapshot.domains), time.perf_counter() - started)

@@ -1,10 +1,10 @@
-"""The validate task: quarantine bad source rows of the run's window with a reason, count them, and
-stop the run before training when a source is empty or too much of it is bad."""
+"""The validate task: judge the window's source days that changed (rec_models.data.judged), quarantine
+the window's bad rows with a reason, count them, and stop the run before training when a source is
+empty or too much of it is bad."""
 
 from __future__ import annotations
 
 import logging
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,12 +12,11 @@ from datetime import datetime
 import psycopg
 from psycopg import sql
 
-from rec_models.data.rules import SourceCheck, rule_params, videos_check, views_check, visits_check
+from rec_models.data.judged import JudgedDays, rejudge_changed_days
+from rec_models.data.rules import SourceRules, all_rules, rule_params, videos_rules
 
 log = logging.getLogger(__name__)
 
-# The final relation name of each check's CTE chain.
-_CHECKED = {"videos": "checked", "video_views": "checked_views", "user_domain_visits": "checked_visits"}
 _EXAMPLES = 3
 
 
@@ -31,14 +30,11 @@ class SourceReport:
     rows: int = 0
     rejected: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
+    days: JudgedDays | None = None  # what tonight judged of the window's days
 
     @property
     def rejected_share(self) -> float:
         return self.rejected / self.rows if self.rows else 0.0
-
-
-def source_checks() -> list[SourceCheck]:
-    return [videos_check(), views_check(), visits_check()]
 
 
 def validate_sources(
@@ -49,75 +45,70 @@ def validate_sources(
     service_start: datetime,
     max_rejected_share: float,
 ) -> dict[str, SourceReport]:
-    """Quarantine this run's bad rows (replacing an earlier attempt's) and judge the sources.
+    """Judge the window's days that changed, quarantine this run's bad rows (replacing an earlier
+    attempt's) and judge the sources.
 
     The quarantine is committed even when the run is then stopped, so operators can see why.
     """
     params = rule_params(end, window_start, service_start)
     # One snapshot for all three sources, exported to a connection per source so that they are judged
-    # side by side (each source's rules are one server process's work); the judged rows are kept
-    # (rec.checked_*) for the extract.
+    # side by side (each source's rules are one server process's work).
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     try:
         with conn.transaction():
             snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
-            checks = source_checks()
-            with ThreadPoolExecutor(max_workers=len(checks)) as pool:
-                judged = [pool.submit(_quarantine_in_snapshot, conn.info, snapshot, check, run_key, params)
-                          for check in checks]
-                reports = {check.table: future.result() for check, future in zip(checks, judged)}
+            sources = all_rules()
+            with ThreadPoolExecutor(max_workers=len(sources)) as pool:
+                judged = [pool.submit(_validate_in_snapshot, conn.info, snapshot, rules, run_key, params)
+                          for rules in sources]
+                reports = {rules.table: future.result() for rules, future in zip(sources, judged)}
     finally:
         conn.isolation_level = None
     for report in reports.values():
         log.info(
-            "%s: %d rows in window, %d rejected (%.2f%%) %s",
+            "%s: %d rows in window, %d rejected (%.2f%%) %s; %d of %d days judged tonight",
             report.table, report.rows, report.rejected, 100 * report.rejected_share, report.by_reason,
+            len(report.days.judged), report.days.days,
         )
     try:
-        _judge(conn, run_key, reports, max_rejected_share)
+        _judge(conn, reports, max_rejected_share, params)
     finally:
         conn.commit()  # end the read transaction; the quarantine itself was committed above
     return reports
 
 
-def checked_table(table: str, run_key: str) -> sql.Identifier:
-    """Where validate keeps the judged rows of one source for one run (read by the extract)."""
-    slug = re.sub(r"[^0-9a-z]", "", run_key.lower())[:32]
-    return sql.Identifier("rec", f"checked_{table}_{slug}")
-
-
-def drop_checked(conn: psycopg.Connection, run_key: str) -> None:
-    with conn.transaction():
-        for table in _CHECKED:
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(checked_table(table, run_key)))
-
-
-def _quarantine_in_snapshot(info: psycopg.ConnectionInfo, snapshot: str, check: SourceCheck, run_key: str,
-                            params: dict) -> SourceReport:
-    """One source's quarantine (replacing an earlier attempt's), committed, read in ``snapshot``."""
+def _validate_in_snapshot(info: psycopg.ConnectionInfo, snapshot: str, rules: SourceRules, run_key: str,
+                          params: dict) -> SourceReport:
+    """One source: its changed days judged, its quarantine (replacing an earlier attempt's) and counts,
+    committed, read in ``snapshot``."""
     with psycopg.connect(info.dsn, password=info.password) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         with conn.transaction():
             conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
-            # The duplicate and bot rules sort the window's rows: let them sort in memory, not on disk.
+            # The duplicate and bot rules sort a day's rows: let them sort in memory, not on disk.
             conn.execute("SET LOCAL work_mem = '256MB'")
+            days = rejudge_changed_days(conn, rules, params)
             conn.execute("DELETE FROM rec.rejected_rows WHERE run_key = %s AND source_table = %s",
-                         (run_key, check.table))
-            return _quarantine(conn, check, run_key, params)
+                         (run_key, rules.table))
+            return _quarantine(conn, rules, run_key, params, days)
 
 
-def _quarantine(conn: psycopg.Connection, check: SourceCheck, run_key: str, params: dict) -> SourceReport:
-    # The rules run once: their verdicts are materialised, then quarantined and counted from there.
-    target = checked_table(check.table, run_key)
-    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(target))
-    conn.execute(sql.SQL("CREATE UNLOGGED TABLE {} AS {} SELECT * FROM {}").format(
-        target, check.query, sql.Identifier(_CHECKED[check.table])), params)
+def _checked_in_snapshot(rules: SourceRules) -> sql.Composed:
+    """The window's rows with their final reason, from the judged table as this transaction sees it; the
+    catalogue the views are judged with is the snapshot's, judged anew (the videos' own connection
+    may not have committed yet)."""
+    return rules.checked(rules.judged_table, sql.SQL("({})").format(videos_rules().judge(every_day=True)))
+
+
+def _quarantine(conn: psycopg.Connection, rules: SourceRules, run_key: str, params: dict,
+                days: JudgedDays) -> SourceReport:
+    checked = _checked_in_snapshot(rules)
     # One quarantine row per rejected source row: a row already quarantined by an earlier night whose
     # window held it too is kept as it is, seen again. Identical rows are told apart by their number
     # among themselves, so each copy is one row.
     conn.execute(
         sql.SQL(
-            "WITH rejected AS (SELECT c.reason, to_jsonb(c) - 'reason' AS row_data FROM {} c "
+            "WITH rejected AS (SELECT c.reason, to_jsonb(c) - 'reason' AS row_data FROM ({}) c "
             "WHERE c.reason IS NOT NULL), "
             "numbered AS (SELECT reason, row_data, row_number() OVER (PARTITION BY reason, row_data::text) AS copy "
             "FROM rejected) "
@@ -126,20 +117,17 @@ def _quarantine(conn: psycopg.Connection, check: SourceCheck, run_key: str, para
             "%(end)s FROM numbered "
             "ON CONFLICT (source_table, row_hash) DO UPDATE "
             "SET last_seen_end = greatest(rec.rejected_rows.last_seen_end, EXCLUDED.last_seen_end)"
-        ).format(target),
-        {"run_key": run_key, "table": check.table, "end": params["end"]},
+        ).format(checked),
+        {**params, "run_key": run_key, "table": rules.table},
     )
-    total = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()[0]
-    by_reason = dict(
-        conn.execute(
-            sql.SQL("SELECT reason, count(*) FROM {} WHERE reason IS NOT NULL GROUP BY reason "
-                    "ORDER BY count(*) DESC, reason").format(target)
-        ).fetchall()
-    )
-    return SourceReport(check.table, rows=total, rejected=sum(by_reason.values()), by_reason=by_reason)
+    counts = dict(conn.execute(sql.SQL("SELECT c.reason, count(*) FROM ({}) c GROUP BY 1").format(checked),
+                               params).fetchall())
+    total = sum(counts.values())
+    by_reason = dict(sorted(((r, n) for r, n in counts.items() if r is not None), key=lambda rn: (-rn[1], rn[0])))
+    return SourceReport(rules.table, rows=total, rejected=sum(by_reason.values()), by_reason=by_reason, days=days)
 
 
-def _judge(conn: psycopg.Connection, run_key: str, reports: dict[str, SourceReport], max_share: float) -> None:
+def _judge(conn: psycopg.Connection, reports: dict[str, SourceReport], max_share: float, params: dict) -> None:
     views = reports["video_views"]
     if views.rows - views.rejected <= 0:
         raise SourceDataError(
@@ -149,10 +137,11 @@ def _judge(conn: psycopg.Connection, run_key: str, reports: dict[str, SourceRepo
     for report in reports.values():
         if report.rejected_share > max_share:
             worst = max(report.by_reason, key=report.by_reason.get)
+            rules = next(r for r in all_rules() if r.table == report.table)
             examples = conn.execute(
-                sql.SQL("SELECT (to_jsonb(c) - 'reason')::text FROM {} c WHERE c.reason = %s LIMIT %s").format(
-                    checked_table(report.table, run_key)),
-                (worst, _EXAMPLES),
+                sql.SQL("SELECT (to_jsonb(c) - 'reason')::text FROM ({}) c WHERE c.reason = %(worst)s "
+                        "LIMIT %(examples)s").format(rules.checked(rules.judged_table, videos_rules().judged_table)),
+                {**params, "worst": worst, "examples": _EXAMPLES},
             ).fetchall()
             raise SourceDataError(
                 f"{report.table}: {report.rejected} of {report.rows} rows rejected "

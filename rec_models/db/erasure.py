@@ -20,6 +20,7 @@ from psycopg import sql
 
 from rec_models.db.outputs import USER_RECOMMENDATIONS
 from rec_models.db.publish import PUBLISH_LOCK, partition_name, staging_name
+from rec_models.names import USER_DOMAIN_VISITS, VIDEO_VIEWS, judged_table
 
 # One erasure at a time (the night's step and the on-demand DAG): held for the whole erasure.
 ERASURE_LOCK = 727_003
@@ -28,7 +29,7 @@ ERASURE_LOCK = 727_003
 PUBLISHED_LISTS = "published lists (current and kept partitions)"
 STAGED_LISTS = "staged lists"
 REJECTED_ROWS = "rejected rows"
-VALIDATED_ROWS = "validated rows awaiting the extract"
+VALIDATED_ROWS = "judged source rows"
 HEALTH_SAMPLES = "health samples"
 TABLE_PLACES = (PUBLISHED_LISTS, STAGED_LISTS, REJECTED_ROWS, VALIDATED_ROWS, HEALTH_SAMPLES)
 
@@ -91,12 +92,10 @@ def erase_rows(conn: psycopg.Connection, user_ids: np.ndarray) -> dict[str, dict
         removed[REJECTED_ROWS].update(int(r[0]) for r in conn.execute(
             "DELETE FROM rec.rejected_rows WHERE row_data ? 'user_id' AND row_data ->> 'user_id' = ANY(%s) "
             "RETURNING row_data ->> 'user_id'", ([str(u) for u in people],)).fetchall())
-        for (table,) in conn.execute(
-                "SELECT relname FROM pg_class WHERE relnamespace = 'rec'::regnamespace AND relkind = 'r' "
-                "AND (relname LIKE 'checked\\_video\\_views\\_%%' OR relname LIKE 'checked\\_user\\_domain\\_visits\\_%%')"
-        ).fetchall():
+        for source in (VIDEO_VIEWS, USER_DOMAIN_VISITS):
             removed[VALIDATED_ROWS].update(r[0] for r in conn.execute(sql.SQL(
-                "DELETE FROM {} WHERE user_id = ANY(%s) RETURNING user_id").format(sql.Identifier("rec", table)),
+                "DELETE FROM {} WHERE user_id = ANY(%s) RETURNING user_id").format(
+                    sql.Identifier("rec", judged_table(source))),
                 (people,)).fetchall())
         removed[HEALTH_SAMPLES].update(_replace_health_samples(conn, people))
     return {place: dict(counts) for place, counts in removed.items()}

@@ -10,7 +10,7 @@ from rec_models.data.checks import check_interval as check_interval_views
 from rec_models.data.dataset import Dataset
 from rec_models.data.rules import SERVICE_START
 from rec_models.data.snapshot import extract_snapshot
-from rec_models.data.validate import drop_checked, validate_sources
+from rec_models.data.validate import validate_sources
 from rec_models.db.connect import connect
 from rec_models.db.disk import database_bytes, database_free_bytes, expected_publish_bytes, record_disk_check
 from rec_models.db.erasure import requested_in_sources
@@ -47,10 +47,13 @@ def validate(run: Run) -> dict:
 
 
 def extract(run: Run) -> str:
+    try:  # validate's counts of valid rows: the kept verdicts are read when they give these
+        validated = {t: counts["rows"] - counts["rejected"] for t, counts in run.files.read_validation().items()}
+    except FileNotFoundError:
+        validated = None
     with connect(run.database_url) as conn:
-        snapshot = extract_snapshot(conn, run.interval_end, run.window_start, SERVICE_START, run.run_key)
-        run.files.save_snapshot(snapshot)
-        drop_checked(conn, run.run_key)  # the judged rows are in the snapshot now
+        snapshot = extract_snapshot(conn, run.interval_end, run.window_start, SERVICE_START, validated)
+    run.files.save_snapshot(snapshot)
     # The one data object of the run (id maps, views, domain and content bags), built once here.
     run.files.save_dataset(Dataset.from_snapshot(snapshot))
     checkpoint("extract:done")

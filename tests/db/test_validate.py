@@ -17,6 +17,10 @@ WINDOW = END - timedelta(days=180)
 DAY = BAD_ROWS_DAY
 
 
+def _valid(reports) -> dict[str, int]:
+    return {table: r.rows - r.rejected for table, r in reports.items()}
+
+
 @pytest.fixture
 def seeded(fresh_db, small_world):
     with psycopg.connect(fresh_db) as conn:
@@ -48,7 +52,7 @@ def test_each_bad_class_is_quarantined_with_its_reason(seeded, small_world):
 
         # The snapshot reads exactly the rows that passed, from validate's verdicts or evaluating anew.
         conn.commit()
-        snap = extract_snapshot(conn, END, WINDOW, SERVICE_START, run_key="run-a")
+        snap = extract_snapshot(conn, END, WINDOW, SERVICE_START, validated=_valid(reports))
         again = extract_snapshot(conn, END, WINDOW, SERVICE_START)
         assert sorted(zip(snap.view_user, snap.view_video, snap.viewed_at)) == \
             sorted(zip(again.view_user, again.view_video, again.viewed_at))
@@ -131,8 +135,8 @@ def test_a_video_published_after_the_interval_end_is_not_in_its_catalogue(seeded
         conn.execute("INSERT INTO videos VALUES (%s, 'Published tomorrow', '', '{}', %s, true)",
                      (later, END + timedelta(hours=20)))
         conn.commit()
-        validate_sources(conn, "run-later", END, WINDOW, SERVICE_START, max_rejected_share=0.2)
-        after = extract_snapshot(conn, END, WINDOW, SERVICE_START, run_key="run-later")
+        reports = validate_sources(conn, "run-later", END, WINDOW, SERVICE_START, max_rejected_share=0.2)
+        after = extract_snapshot(conn, END, WINDOW, SERVICE_START, validated=_valid(reports))
         assert list(after.video_id) == list(before.video_id) and later not in after.video_text
         assert later in extract_snapshot(conn, END + timedelta(days=1), WINDOW, SERVICE_START).video_id
 
@@ -150,3 +154,86 @@ def test_timestamps_in_the_future_are_quarantined(seeded, small_world):
         reports = validate_sources(conn, "run-f", later, later - timedelta(days=180), SERVICE_START, 0.5)
     assert reports["video_views"].by_reason.get("viewed_at in the future") == 1
     assert reports["user_domain_visits"].by_reason.get("visit_date in the future") == 1
+
+
+def _outcome(conn, run_key, end):
+    """What a night's validation gives: its counts, the rows its extract reads, the quarantine."""
+    reports = validate_sources(conn, run_key, end, end - timedelta(days=180), SERVICE_START, max_rejected_share=0.5)
+    conn.commit()
+    snap = extract_snapshot(conn, end, end - timedelta(days=180), SERVICE_START, validated=_valid(reports))
+    anew = extract_snapshot(conn, end, end - timedelta(days=180), SERVICE_START)
+    assert _rows(snap) == _rows(anew)  # the kept verdicts read back as judging every row now reads
+    quarantine = sorted(conn.execute("SELECT source_table, reason, row_hash, last_seen_end FROM rec.rejected_rows "
+                                     "WHERE run_key = %s", (run_key,)).fetchall())
+    conn.commit()
+    counts = {t: (r.rows, r.rejected, r.by_reason) for t, r in reports.items()}
+    return reports, counts, _rows(snap), quarantine
+
+
+def _rows(snap):
+    return (sorted(zip(snap.view_user.tolist(), snap.view_video.tolist(), snap.viewed_at.tolist(),
+                       snap.watch_seconds.tolist())),
+            sorted(zip(snap.visit_user.tolist(), [snap.domains[d] for d in snap.visit_domain], snap.visit_date.tolist(),
+                       snap.visits.tolist())),
+            snap.video_id.tolist(), snap.video_text)
+
+
+def _forget_verdicts(conn):
+    conn.execute("TRUNCATE rec.judged_days, rec.judged_videos, rec.judged_video_views, rec.judged_user_domain_visits")
+    conn.commit()
+
+
+def test_a_night_judges_only_the_days_that_changed_and_gets_what_judging_every_day_gets(seeded, small_world):
+    user, video = int(small_world.view_user[0]), int(small_world.view_video[0])
+    with psycopg.connect(seeded) as conn:
+        inject_bad_rows(conn, user, video)
+        first, *_ = _outcome(conn, "night-1", END)
+        assert all(r.days.judged for r in first.values())
+        # Between the nights: a new day arrives; an old day gets a late duplicate, another a row
+        # corrected to a bad value, a third loses a row; a video's title is emptied (its views become
+        # views of an unknown video without their days changing); someone asks to be forgotten.
+        later = END + timedelta(days=1)
+        other = int(small_world.view_user[1])
+        conn.execute("INSERT INTO video_views SELECT user_id, video_id, viewed_at + interval '1 day', watch_seconds "
+                     "FROM video_views WHERE viewed_at >= %s - interval '1 day' AND viewed_at < %s", (END, END))
+        conn.execute("INSERT INTO video_views SELECT * FROM video_views WHERE viewed_at::date = '2026-11-10' LIMIT 1")
+        conn.execute("UPDATE video_views SET watch_seconds = -5 WHERE ctid = "
+                     "(SELECT ctid FROM video_views WHERE viewed_at::date = '2026-11-11' LIMIT 1)")
+        conn.execute("DELETE FROM user_domain_visits WHERE ctid = "
+                     "(SELECT ctid FROM user_domain_visits WHERE visit_date = '2026-11-12' LIMIT 1)")
+        emptied = conn.execute("SELECT video_id FROM video_views WHERE viewed_at::date = '2026-11-01' AND video_id > 0 "
+                               "AND video_id <> %s LIMIT 1", (video,)).fetchone()[0]
+        conn.execute("UPDATE videos SET title = ' ' WHERE video_id = %s", (emptied,))
+        conn.execute("INSERT INTO rec.erasure_requests (user_id, requested_by) VALUES (%s, 'test')", (other,))
+        conn.commit()
+
+        second, counts, rows, quarantine = _outcome(conn, "night-2", later)
+        judged = {t: r.days.judged for t, r in second.items()}
+        assert {"2026-11-10", "2026-11-11"} <= set(judged["video_views"])
+        assert "2026-11-12" in judged["user_domain_visits"]
+        assert len(judged["video_views"]) < second["video_views"].days.days / 4  # not every day again
+        assert second["video_views"].by_reason["view of an unknown video"] > 0
+        assert other not in set(rows[0][i][0] for i in range(len(rows[0])))
+
+        # A rerun of the night quarantines the same rows and counts the same.
+        again = _outcome(conn, "night-2", later)
+        assert again[1:] == (counts, rows, quarantine)
+        assert all(not r.days.judged or r.days.judged == [later.date().isoformat()] for r in again[0].values())
+
+        # Judging every day anew (the verdicts forgotten) gives the same night.
+        _forget_verdicts(conn)
+        anew = _outcome(conn, "night-2", later)
+        assert anew[1:] == (counts, rows, quarantine)
+
+
+def test_a_backfill_of_an_earlier_night_leaves_the_later_nights_days_judged(seeded, small_world):
+    with psycopg.connect(seeded) as conn:
+        _outcome(conn, "night-2", END)
+        earlier = END - timedelta(days=3)
+        _, counts, rows, quarantine = _outcome(conn, "night-backfill", earlier)
+        assert max(r[2] for r in rows[0]) < earlier.timestamp()
+        # The later night's days are still judged: its rerun judges at most the days the backfill cut.
+        reports = validate_sources(conn, "night-2", END, END - timedelta(days=180), SERVICE_START, 0.5)
+        assert len(reports["video_views"].days.judged) <= 2
+        _forget_verdicts(conn)
+        assert _outcome(conn, "night-backfill", earlier)[1:] == (counts, rows, quarantine)

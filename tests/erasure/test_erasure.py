@@ -1,5 +1,5 @@
 """Proof, not promise: a marker person is planted in every place the product writes (published and kept
-partitions, a staging table, validated rows awaiting the extract, rejected rows, a health sample, run
+partitions, a staging table, the judged source rows, rejected rows, a health sample, run
 folders with their snapshots, datasets, models, scores and checkpoints, on local disk and on a real S3
 server, and a worker's cache), an erasure is requested, and then every table, every partition and every
 byte of every file and object is scanned for their id. The night after the erasure (upstream still
@@ -89,8 +89,8 @@ def world(request, database_factory, small_world, tmp_path, monkeypatch):
         result = pipeline.run_all(run)
         assert result["serving"] is not None
     with psycopg.connect(url) as conn:
-        # Places a night leaves the person in only when it fails part-way: a staging table of a publish
-        # that died before its swap, and validated rows of a night that died before its extract.
+        # A place a night leaves the person in only when it fails part-way: a staging table of a publish
+        # that died before its swap. (The judged source rows hold them every night.)
         run_id = conn.execute("SELECT max(model_run_id) FROM rec.model_runs").fetchone()[0]
         stage_output(conn, USER_RECOMMENDATIONS, run_id, [[
             np.array([run_id]), np.array([MARKER]), np.array([1], dtype=np.int16), np.array([1]),
