@@ -195,8 +195,9 @@ class PipelineConfig:
     torch_threads: int = setting(0, "CPU threads for PyTorch; 0: one for small data, for large the cores divided "
                                     "among tasks_per_machine.", minimum=0)
     tasks_per_machine: int = setting(
-        3, "Tasks that share one machine's cores at once (the LocalExecutor trains the three models side by side; "
-           "1 where each task has a machine to itself, as a Celery worker of concurrency 1).", minimum=1)
+        0, "Tasks that share one machine's cores; 0: those doing PyTorch work on it now, counted again as a task "
+           "goes (the LocalExecutor trains the models side by side; the one left running takes every core).",
+        minimum=0)
     # "refit" costs as many epochs again: 10 min for MF on 20M views.
     serve_fit: Literal["continue", "refit"] = setting(
         "continue", "Serving model: the evaluated weights trained one more epoch over every view (continue), "

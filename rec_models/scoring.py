@@ -19,6 +19,7 @@ from rec_models.data.dataset import Dataset
 from rec_models.db.outputs import OutputTable
 from rec_models.models.base import Recommender
 from rec_models.names import POPULAR_VIDEOS, SIMILAR_VIDEOS, USER_RECOMMENDATIONS
+from rec_models.threads import rebalance_torch_threads
 from rec_models.topn import TopNBlock, flatten
 
 log = logging.getLogger(__name__)
@@ -97,11 +98,13 @@ def write_item_outputs(data: Dataset, models: ServingModels, config: PipelineCon
     similar = _ChunkWriter(folder, SIMILAR_VIDEOS)
     hot_candidates = active & _learned_items(models.hot, watched)
     for block in models.hot.similar_items(np.flatnonzero(active & watched), config.top_n, allowed_items=hot_candidates):
+        rebalance_torch_threads()
         similar.add(block, data.video_ids, data.video_ids)
     new_videos = np.flatnonzero(active & ~watched)
     if models.content is not None and len(new_videos):
         for block in models.content.similar_items(new_videos, config.top_n, allowed_items=active):
-            similar.add(block, data.video_ids, data.video_ids)
+            rebalance_torch_threads()
+        similar.add(block, data.video_ids, data.video_ids)
     _finish(manifest, SIMILAR_VIDEOS, [similar])
     popular = _ChunkWriter(folder, POPULAR_VIDEOS)
     for block in models.cold.recommend(data, np.zeros(1, dtype=np.int64), config.top_n, allowed_items=active):
@@ -140,6 +143,7 @@ def write_user_outputs(data: Dataset, models: ServingModels, config: PipelineCon
             segment_started = time.perf_counter()
             allowed = active & _learned_items(model, watched)
             for block in model.recommend(data, users, config.top_n, seen=seen, allowed_items=allowed):
+                rebalance_torch_threads()  # the video pass beside this one may have finished: its core is free
                 writer.add(block, data.user_ids, data.video_ids)
             seconds = time.perf_counter() - segment_started
             log.info("shard %d/%d, %s users: %d served by %s in %.2f s (%.0f users/s)", shard + 1, shards, segment,

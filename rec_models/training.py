@@ -23,6 +23,7 @@ from scipy import sparse
 from torch import nn
 
 from rec_models.faults import checkpoint
+from rec_models.threads import rebalance_torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ def train_loop(
     best_score, best_state, stale = -np.inf, None, 0
     started = time.perf_counter()
     for epoch in range(1, settings.epochs + 1):
+        rebalance_torch_threads()  # the cores of a task that finished meanwhile are shared out again
         module.train()
         order = torch.randperm(n_examples, generator=generator)
         epoch_loss, epoch_start = 0.0, time.perf_counter()

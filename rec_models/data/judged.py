@@ -60,7 +60,8 @@ def rejudge_changed_days(conn: psycopg.Connection, rules: SourceRules, params: d
     # over: no row of the day could still have been in the future when it was judged;
     # later: a day after the window (a later night's): a backfill must not undo it.
     kept = {day: rest for day, *rest in conn.execute(sql.SQL(
-        "SELECT day::text, rows, fingerprint, rules, judged_at >= day + 1, day > (%s AT TIME ZONE 'UTC')::date "
+        "SELECT day::text, rows, fingerprint, rules, judged_at >= (day + 1)::timestamp AT TIME ZONE 'UTC', "
+        "day > (%s AT TIME ZONE 'UTC')::date "
         "FROM {} WHERE source_table = %s").format(LEDGER), (params["end"], rules.table)).fetchall()}
     judged = sorted(day for day, signature in current.items()
                     if day not in kept or tuple(kept[day][:3]) != (*signature, digest) or not kept[day][3])

@@ -16,6 +16,7 @@ from scipy import sparse
 
 from rec_models.data.dataset import Dataset
 from rec_models.topn import TopNBlock, top_n
+from rec_models.threads import rebalance_torch_threads
 
 
 class Recommender(Protocol):
@@ -76,6 +77,7 @@ def evaluate_blocks(blocks, test: sparse.csr_matrix, n_users: int, n_items: int,
     hit = np.zeros(n_users, dtype=bool)
     recommended = np.zeros(n_items, dtype=bool)
     for block in blocks:
+        rebalance_torch_threads()  # alone on the machine now? then on every core
         rel = test[block.queries]
         n_rel = np.diff(rel.indptr)
         hits = _hits(rel, block.items) & block.valid

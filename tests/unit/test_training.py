@@ -58,6 +58,34 @@ def test_batch_size_and_threads_scale_with_the_data():
     assert auto_threads(2_000_000, tasks_per_machine=64) == 1
 
 
+def test_the_cores_are_shared_among_the_tasks_running_now(monkeypatch, tmp_path):
+    """tasks_per_machine 0: the processes holding a share now, counted again as the work goes; a task
+    that ended (or was killed) counts no longer."""
+    import subprocess
+    import sys
+
+    from rec_models import threads
+
+    monkeypatch.setattr(threads, "SHARE_DIR", tmp_path)
+    monkeypatch.setattr(threads, "_held", [])
+    assert threads.tasks_sharing_cores() == 1
+    script = (f"import sys, time; from pathlib import Path; from rec_models import threads; "
+              f"threads.SHARE_DIR = Path({str(tmp_path)!r}); print(threads.tasks_sharing_cores(), flush=True); "
+              f"sys.stdin.readline()")
+    other = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "2"  # it sees this process
+        assert threads.tasks_sharing_cores() == 2
+        cores = len(os.sched_getaffinity(0))
+        assert threads.auto_threads(2_000_000, tasks_per_machine=0) == max(1, cores // 2)
+    finally:
+        other.kill()
+        other.wait()
+    assert threads.tasks_sharing_cores() == 1
+    assert threads.auto_threads(2_000_000, tasks_per_machine=0) == cores
+    assert threads.auto_threads(60_000, tasks_per_machine=0) == 1  # small work stays on one thread
+
+
 
 def test_training_is_deaf_to_random_draws_made_by_validation(small_dataset):
     """Same data and seed give the same model even when validation draws from the global RNG (a
