@@ -8,6 +8,7 @@ import contextlib
 import fcntl
 import os
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,8 @@ THREADS_ABOVE_VIEWS = 500_000
 # Where each process doing PyTorch work holds a locked file: the count of held files is how many
 # share the cores (a lock dies with its process, so a killed task counts no longer).
 SHARE_DIR = Path(tempfile.gettempdir()) / "recs-core-share"
+
+REBALANCE_SECONDS = 1.0
 
 _held: list = []  # (open locked file, its path, owner pid) of this process, once it has a share
 _policy: dict = {}  # the last automatic choice's inputs, for rebalance_torch_threads
@@ -82,11 +85,17 @@ def set_torch_threads(threads: int, n_views: int = 0, tasks_per_machine: int = 1
 
 def rebalance_torch_threads() -> None:
     """Choose the thread count again when it was chosen automatically from the tasks running now (a
-    task that outlives the others sharing the machine takes the cores they freed)."""
-    if _policy and not _policy["tasks_per_machine"]:
-        threads = auto_threads(_policy["n_views"], 0)
-        if threads != torch.get_num_threads():
-            torch.set_num_threads(threads)
+    task that outlives the others sharing the machine takes the cores they freed; one that starts
+    beside it gets its share back within a second). Cheap to call often: it counts at most once a second."""
+    if not _policy or _policy["tasks_per_machine"]:
+        return
+    now = time.monotonic()
+    if now - _policy.get("counted_at", -REBALANCE_SECONDS) < REBALANCE_SECONDS:
+        return
+    _policy["counted_at"] = now
+    threads = auto_threads(_policy["n_views"], 0)
+    if threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
 
 
 @contextlib.contextmanager

@@ -135,11 +135,11 @@ def train_loop(
     best_score, best_state, stale = -np.inf, None, 0
     started = time.perf_counter()
     for epoch in range(1, settings.epochs + 1):
-        rebalance_torch_threads()  # the cores of a task that finished meanwhile are shared out again
         module.train()
         order = torch.randperm(n_examples, generator=generator)
         epoch_loss, epoch_start = 0.0, time.perf_counter()
         for start in range(0, n_examples, settings.batch_size):
+            rebalance_torch_threads()  # the cores shared out again as tasks beside this one end or start
             idx = order[start:start + settings.batch_size]
             loss = step_loss(idx)
             for opt in optimizers:

@@ -38,8 +38,6 @@ class SourceRules:
     # The rows of the run's window in the source table (alias ``s``), and the UTC day each belongs to.
     window: sql.Composed
     day: sql.Composed
-    # Columns of a judged row (after ``day``), as the judged table and the quarantine's row_data hold them.
-    columns: tuple[str, ...]
     # SELECT day, columns..., verdict columns FROM the window's rows of the days the condition picks.
     judge_query: Callable[[sql.Composable], sql.Composed]
     # The source's judged table.
@@ -80,9 +78,8 @@ NO_DAY = "-infinity"
 
 
 def videos_rules() -> SourceRules:
-    columns = ("video_id", "title", "description", "tags", "published_at", "is_active")
     return SourceRules(
-        table=VIDEOS, window=_window_videos("s"), day=sql.SQL("'-infinity'::date"), columns=columns,
+        table=VIDEOS, window=_window_videos("s"), day=sql.SQL("'-infinity'::date"),
         judge_query=lambda days: sql.SQL("""
             SELECT '-infinity'::date AS day, s.video_id, s.title, s.description, s.tags, s.published_at, s.is_active,
                 CASE
@@ -100,7 +97,6 @@ def views_rules() -> SourceRules:
     day = sql.SQL("coalesce((s.viewed_at AT TIME ZONE 'UTC')::date, '-infinity'::date)")
     return SourceRules(
         table=VIDEO_VIEWS, window=_window_views("s"), day=day,
-        columns=("user_id", "video_id", "viewed_at", "watch_seconds"),
         # The catalogue rule comes between these and the duplicate rule: see _checked_views.
         judge_query=lambda days: sql.SQL("""
             SELECT w.day, w.user_id, w.video_id, w.viewed_at, w.watch_seconds,
@@ -130,7 +126,6 @@ def visits_rules() -> SourceRules:
     day = sql.SQL("coalesce(s.visit_date, '-infinity'::date)")
     return SourceRules(
         table=USER_DOMAIN_VISITS, window=_window_visits("s"), day=day,
-        columns=("user_id", "raw_domain", "domain", "visit_date", "visits"),
         judge_query=lambda days: sql.SQL("""
             WITH windowed AS (
                 SELECT {day} AS day, s.user_id, s.domain AS raw_domain, s.visit_date, s.visits,

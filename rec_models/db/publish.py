@@ -51,8 +51,11 @@ def stage_output(
     started = time.perf_counter()
     with conn.transaction():
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(staging))
-        conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(
-            staging, sql.Identifier("rec", output.name)))
+        # Without autovacuum until it is attached: a vacuum of the freshly loaded rows holds a lock the
+        # swap's rename needs, for as long as it takes (tens of seconds at 20M rows), and a swap that
+        # waits at most lock_timeout never waits long enough for PostgreSQL to cancel that vacuum.
+        conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS) "
+                             "WITH (autovacuum_enabled = false)").format(staging, sql.Identifier("rec", output.name)))
         rows = copy_in_chunks(conn, staging, output.columns, output.pg_types, chunks)
         conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(
             staging, sql.SQL(", ").join(map(sql.Identifier, output.primary_key))))
@@ -173,6 +176,7 @@ def _replace_partition(conn: psycopg.Connection, output: OutputTable, model_run_
         staging_name(output, model_run_id), sql.Identifier(_partition_table(output, model_run_id))))
     conn.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})").format(
         parent, partition, sql.Literal(int(model_run_id))))
+    conn.execute(sql.SQL("ALTER TABLE {} RESET (autovacuum_enabled)").format(partition))  # published: vacuumed as any
 
 
 def drop_staging(conn: psycopg.Connection, outputs: Sequence[OutputTable], model_run_id: int) -> None:

@@ -84,3 +84,24 @@ def test_missing_lists_and_a_video_that_is_its_own_neighbour_are_named(conn):
            np.array([1, 3]), np.array([0.9, 0.5], dtype=np.float32)]
     with pytest.raises(AuditError, match="video is its own neighbour"):
         audited(conn, SIMILAR_VIDEOS, own)
+
+
+def test_a_staged_table_is_left_to_the_swap_until_it_is_published(conn):
+    """Autovacuum never starts on staged rows (its lock would hold the swap up for as long as it runs);
+    the published partition is vacuumed as any table."""
+    from rec_models.db.publish import partition_name, staging_name, swap_in
+
+    run = RUN + 50
+    lists = user_lists()
+    lists[0] = np.full(len(lists[1]), run, dtype=np.int64)
+    stage_output(conn, USER_RECOMMENDATIONS, run, [lists])
+
+    def options(table) -> list | None:
+        return conn.execute("SELECT reloptions FROM pg_class WHERE oid = %s::regclass",
+                            (table.as_string(conn),)).fetchone()[0]
+
+    assert options(staging_name(USER_RECOMMENDATIONS, run)) == ["autovacuum_enabled=false"]
+    swap_in(conn, run, [USER_RECOMMENDATIONS])
+    assert options(partition_name(USER_RECOMMENDATIONS, run)) is None
+    assert conn.execute("SELECT count(*) FROM rec.user_recommendations WHERE model_run_id = %s",
+                        (run,)).fetchone()[0] == len(lists[1])
