@@ -8,7 +8,7 @@ first trains from scratch, the second (warm) is the night without erasure, and b
 A reader thread queries the ``_current`` views all along (a mix of erased and other users): a bad read
 is a list that is not whole (ranks 1..n of one run), an empty list for a user who is not erased, or any
 row of an erased person once their requests are done. After the third night every place is scanned
-for the erased ids: each user-list partition and staging table, rejected rows, validated rows, health
+for the erased ids: each user-list partition and staging table, rejected rows, judged source rows, health
 samples, and per run folder the snapshot's views and visits, the Dataset's users, the scored user
 parts and each checkpoint's user ids. Upstream's tables still hold the erased people (the product
 does not delete from them): the third night must read and publish none of them. The last line:
