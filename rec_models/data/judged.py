@@ -31,8 +31,6 @@ _ANALYZE_SHARE = 0.1
 class JudgedDays:
     days: int  # days the window holds
     judged: list[str]  # judged tonight (changed, new, or their rules changed), as PostgreSQL writes them
-    dropped: list[str]  # verdicts removed: the day left the window, or its rows are gone
-    rows_judged: int
 
 
 def rules_digest(conn: psycopg.Connection, rules: SourceRules, params: dict) -> str:
@@ -84,7 +82,7 @@ def rejudge_changed_days(conn: psycopg.Connection, rules: SourceRules, params: d
             conn.execute(sql.SQL("ANALYZE {}").format(rules.judged_table))
     log.info("%s: %d days in the window, %d judged (%d rows), %d dropped", rules.table, len(current), len(judged),
              rows_judged, len(dropped))
-    return JudgedDays(days=len(current), judged=judged, dropped=dropped, rows_judged=rows_judged)
+    return JudgedDays(days=len(current), judged=judged)
 
 
 def _delete_days(conn: psycopg.Connection, table: sql.Identifier, days: list[str]) -> None:
